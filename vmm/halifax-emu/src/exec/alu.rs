@@ -221,16 +221,24 @@ pub fn double_shift(
         return None;
     }
     let m = mask(size);
-    let (res, cf) = if left {
-        let t = ((dst as u128) << bits) | src as u128;
-        let shifted = t << count;
-        (
-            ((shifted >> bits) as u64) & m,
-            ((shifted >> (2 * bits)) & 1) as u64,
-        )
+    let (d, sr, b) = (dst as u128, src as u128, bits);
+    let (res, cf) = if count > bits {
+        // Only 16-bit operands get here; the SDM leaves result and flags
+        // undefined. Compute a deterministic value from dst:src:dst.
+        let t = (d << (2 * b)) | (sr << b) | d;
+        if left {
+            let s = t << count;
+            (((s >> (2 * b)) as u64) & m, ((s >> (3 * b)) & 1) as u64)
+        } else {
+            let s = t >> count;
+            ((s as u64) & m, ((t >> (count - 1)) & 1) as u64)
+        }
+    } else if left {
+        let r = ((d << count) | (sr >> (b - count))) as u64 & m;
+        (r, ((d >> (b - count)) & 1) as u64)
     } else {
-        let t = ((src as u128) << bits) | dst as u128;
-        ((t >> count) as u64 & m, ((t >> (count - 1)) & 1) as u64)
+        let r = ((d >> count) | (sr << (b - count))) as u64 & m;
+        (r, ((d >> (count - 1)) & 1) as u64)
     };
     let msb = |v: u64| (v >> (bits - 1)) & 1;
     let mut status = szp(res, size);

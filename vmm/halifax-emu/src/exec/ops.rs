@@ -183,9 +183,14 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
         let dst = self.resolve_op(0, size, true)?;
         let a = self.read_loc(&dst, size)?;
         let count = self.read_op(1, 1)?;
-        if let Some((res, flags)) = alu::shift(kind, a, count, size, self.flags) {
-            self.write_loc(&dst, size, res)?;
-            self.flags = flags;
+        match alu::shift(kind, a, count, size, self.flags) {
+            Some((res, flags)) => {
+                self.write_loc(&dst, size, res)?;
+                self.flags = flags;
+            }
+            // A zero count still zero-extends a 32-bit register destination.
+            None if size == 4 && matches!(dst, Loc::Gpr { .. }) => self.write_loc(&dst, size, a)?,
+            None => {}
         }
         Ok(())
     }
@@ -197,9 +202,14 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
         let a = self.read_loc(&dst, size)?;
         let b = self.read_op(1, size)?;
         let count = self.read_op(2, 1)?;
-        if let Some((res, flags)) = alu::double_shift(left, a, b, count, size, self.flags) {
-            self.write_loc(&dst, size, res)?;
-            self.flags = flags;
+        match alu::double_shift(left, a, b, count, size, self.flags) {
+            Some((res, flags)) => {
+                self.write_loc(&dst, size, res)?;
+                self.flags = flags;
+            }
+            // A zero count still zero-extends a 32-bit register destination.
+            None if size == 4 && matches!(dst, Loc::Gpr { .. }) => self.write_loc(&dst, size, a)?,
+            None => {}
         }
         Ok(())
     }
