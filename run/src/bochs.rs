@@ -1,0 +1,134 @@
+//! Booting in Bochs (Intel VMX with EPT, VPID and unrestricted guest via the Skylake-X CPU
+//! model): writes `bochsrc` and `cont.rc` into the work folder and starts `bochs-bin` there
+//! on the GRUB ISO built by [`crate::image::grub`].
+//!
+//! Debian's Bochs 2.7 has SMP support and its BIOS brings up every CPU (`count=N`). It has no
+//! headless display, so the VNC display is used without waiting for a client; a busy port
+//! makes it try the next one, so several Bochs can run side by side. Its ALSA sound output
+//! crashes on hosts without a sound card, hence the dummy sound driver.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::error::Error;
+use crate::image::{grub, BootFiles};
+
+const BOCHS: &str = "bochs-bin";
+/// Emulated instructions per emulated second: about what Bochs manages on a current host, so
+/// guest time runs roughly with wall-clock time.
+const IPS: u64 = 100_000_000;
+
+/// Where the guest's first serial port goes.
+#[derive(Clone, Copy)]
+pub enum Serial<'a> {
+    /// A file name in the work folder.
+    File(&'a str),
+    /// The terminal (output and input).
+    Terminal,
+}
+
+/// The Bochs configuration; paths are relative to the work folder Bochs runs in.
+pub fn bochsrc(cpus: u32, memory: u32, iso: &str, serial: Serial) -> String {
+    let com1 = match serial {
+        Serial::File(name) => format!("mode=file, dev={name}"),
+        Serial::Terminal => "mode=term, dev=/dev/tty".into(),
+    };
+    format!(
+        "megs: {memory}\n\
+         romimage: file=/usr/share/bochs/BIOS-bochs-latest\n\
+         vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest\n\
+         cpu: model=corei7_skylake_x, count={cpus}, ips={IPS}, reset_on_triple_fault=0, ignore_bad_msrs=1\n\
+         pci: enabled=1, chipset=i440fx\n\
+         ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14\n\
+         ata0-master: type=cdrom, path={iso}, status=inserted\n\
+         boot: cdrom\n\
+         com1: enabled=1, {com1}\n\
+         display_library: rfb, options=\"timeout=0\"\n\
+         sound: driver=dummy\n\
+         clock: sync=none, time0=946684800\n\
+         log: bochs.log\n\
+         panic: action=fatal\n\
+         error: action=report\n\
+         info: action=report\n\
+         debug: action=ignore\n\
+         port_e9_hack: enabled=1\n"
+    )
+}
+
+/// Builds the ISO, writes the configuration and starts Bochs in `work`; its own output goes
+/// to `<work>/bochs.out`, its log to `<work>/bochs.log`.
+pub fn start(
+    files: &BootFiles,
+    work: &Path,
+    cpus: u32,
+    memory: u32,
+    serial: Serial,
+) -> Result<Child, Error> {
+    let iso = grub::build_iso(files, work)?;
+    let iso_name = iso
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("tern.iso");
+    let write = |name: &str, text: String| {
+        let path = work.join(name);
+        std::fs::write(&path, text).map_err(|source| Error::Io {
+            what: "write",
+            path,
+            source,
+        })
+    };
+    write("bochsrc", bochsrc(cpus, memory, iso_name, serial))?;
+    // The debugger is compiled in: `c` (continue) starts the machine.
+    write("cont.rc", "c\n".into())?;
+
+    let mut command = Command::new(BOCHS);
+    command
+        .current_dir(work)
+        .args(["-q", "-f", "bochsrc", "-rc", "cont.rc"]);
+    if let Serial::File(_) = serial {
+        let out_path = work.join("bochs.out");
+        let out = File::create(&out_path).map_err(|source| Error::Io {
+            what: "create",
+            path: out_path.clone(),
+            source,
+        })?;
+        let err = out.try_clone().map_err(|source| Error::Io {
+            what: "reopen",
+            path: out_path,
+            source,
+        })?;
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+    }
+    command.spawn().map_err(|source| Error::ToolMissing {
+        tool: BOCHS.into(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_sets_cpus_memory_iso_and_serial_file() {
+        let rc = bochsrc(4, 512, "tern.iso", Serial::File("bochs-4cpu.serial.log"));
+        let lines: Vec<&str> = rc.lines().collect();
+        assert!(lines.contains(&"megs: 512"));
+        assert!(lines.contains(&"cpu: model=corei7_skylake_x, count=4, ips=100000000, reset_on_triple_fault=0, ignore_bad_msrs=1"));
+        assert!(lines.contains(&"ata0-master: type=cdrom, path=tern.iso, status=inserted"));
+        assert!(lines.contains(&"com1: enabled=1, mode=file, dev=bochs-4cpu.serial.log"));
+        assert!(lines.contains(&"sound: driver=dummy"));
+        assert!(lines.contains(&"panic: action=fatal"));
+    }
+
+    #[test]
+    fn interactive_config_puts_serial_on_the_terminal() {
+        let rc = bochsrc(1, 256, "tern.iso", Serial::Terminal);
+        assert!(
+            rc.lines()
+                .any(|l| l == "com1: enabled=1, mode=term, dev=/dev/tty"),
+            "{rc}"
+        );
+    }
+}
