@@ -6,8 +6,8 @@
 
 use crate::native::NativeState;
 use iced_x86::{
-    Code, Decoder, DecoderOptions, Encoder, EncodingKind, Instruction, MemoryOperand, Mnemonic as Mn,
-    OpCodeOperandKind as K, OpKind, Register,
+    Code, Decoder, DecoderOptions, Encoder, EncodingKind, Instruction, MemoryOperand,
+    Mnemonic as Mn, OpCodeOperandKind as K, OpKind, Register,
 };
 
 /// Small deterministic PRNG (xorshift64*), so a seed reproduces a campaign.
@@ -20,7 +20,7 @@ impl Rng {
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
     }
     /// Next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -30,7 +30,7 @@ impl Rng {
     }
     /// Uniform in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     /// True with probability `num/den`.
     pub fn chance(&mut self, num: u64, den: u64) -> bool {
@@ -44,8 +44,8 @@ impl Rng {
             2 => 1u64 << self.below(64),
             3 => (1u64 << self.below(64)).wrapping_sub(1),
             4 => self.below(256),
-            5 => (self.next() as i8) as i64 as u64,
-            _ => self.next(),
+            5 => (self.next_u64() as i8) as i64 as u64,
+            _ => self.next_u64(),
         }
     }
 }
@@ -75,28 +75,147 @@ pub struct Template {
 }
 
 const COVERED: &[Mn] = &[
-    Mn::Mov, Mn::Movzx, Mn::Movsx, Mn::Movsxd, Mn::Movbe, Mn::Movnti, Mn::Add, Mn::Adc, Mn::Sub, Mn::Sbb,
-    Mn::And, Mn::Or, Mn::Xor, Mn::Cmp, Mn::Test, Mn::Inc, Mn::Dec, Mn::Neg, Mn::Not, Mn::Shl, Mn::Sal,
-    Mn::Shr, Mn::Sar, Mn::Rol, Mn::Ror, Mn::Rcl, Mn::Rcr, Mn::Shld, Mn::Shrd, Mn::Bt, Mn::Bts, Mn::Btr,
-    Mn::Btc, Mn::Xchg, Mn::Cmpxchg, Mn::Cmpxchg8b, Mn::Cmpxchg16b, Mn::Xadd, Mn::Push, Mn::Pop, Mn::Lea,
-    Mn::Seto, Mn::Setno, Mn::Setb, Mn::Setae, Mn::Sete, Mn::Setne, Mn::Setbe, Mn::Seta, Mn::Sets,
-    Mn::Setns, Mn::Setp, Mn::Setnp, Mn::Setl, Mn::Setge, Mn::Setle, Mn::Setg, Mn::Cmovo, Mn::Cmovno,
-    Mn::Cmovb, Mn::Cmovae, Mn::Cmove, Mn::Cmovne, Mn::Cmovbe, Mn::Cmova, Mn::Cmovs, Mn::Cmovns,
-    Mn::Cmovp, Mn::Cmovnp, Mn::Cmovl, Mn::Cmovge, Mn::Cmovle, Mn::Cmovg, Mn::Movd, Mn::Movq, Mn::Movdqa,
-    Mn::Movdqu, Mn::Movaps, Mn::Movups, Mn::Movapd, Mn::Movupd, Mn::Movntdq, Mn::Movntps, Mn::Movntpd,
-    Mn::Lddqu, Mn::Movntdqa, Mn::Vmovd, Mn::Vmovq, Mn::Vmovdqa, Mn::Vmovdqu, Mn::Vmovaps, Mn::Vmovups,
-    Mn::Vmovapd, Mn::Vmovupd, Mn::Vmovntdq, Mn::Vmovntps, Mn::Vmovntpd, Mn::Vlddqu, Mn::Vmovntdqa,
+    Mn::Mov,
+    Mn::Movzx,
+    Mn::Movsx,
+    Mn::Movsxd,
+    Mn::Movbe,
+    Mn::Movnti,
+    Mn::Add,
+    Mn::Adc,
+    Mn::Sub,
+    Mn::Sbb,
+    Mn::And,
+    Mn::Or,
+    Mn::Xor,
+    Mn::Cmp,
+    Mn::Test,
+    Mn::Inc,
+    Mn::Dec,
+    Mn::Neg,
+    Mn::Not,
+    Mn::Shl,
+    Mn::Sal,
+    Mn::Shr,
+    Mn::Sar,
+    Mn::Rol,
+    Mn::Ror,
+    Mn::Rcl,
+    Mn::Rcr,
+    Mn::Shld,
+    Mn::Shrd,
+    Mn::Bt,
+    Mn::Bts,
+    Mn::Btr,
+    Mn::Btc,
+    Mn::Xchg,
+    Mn::Cmpxchg,
+    Mn::Cmpxchg8b,
+    Mn::Cmpxchg16b,
+    Mn::Xadd,
+    Mn::Push,
+    Mn::Pop,
+    Mn::Lea,
+    Mn::Seto,
+    Mn::Setno,
+    Mn::Setb,
+    Mn::Setae,
+    Mn::Sete,
+    Mn::Setne,
+    Mn::Setbe,
+    Mn::Seta,
+    Mn::Sets,
+    Mn::Setns,
+    Mn::Setp,
+    Mn::Setnp,
+    Mn::Setl,
+    Mn::Setge,
+    Mn::Setle,
+    Mn::Setg,
+    Mn::Cmovo,
+    Mn::Cmovno,
+    Mn::Cmovb,
+    Mn::Cmovae,
+    Mn::Cmove,
+    Mn::Cmovne,
+    Mn::Cmovbe,
+    Mn::Cmova,
+    Mn::Cmovs,
+    Mn::Cmovns,
+    Mn::Cmovp,
+    Mn::Cmovnp,
+    Mn::Cmovl,
+    Mn::Cmovge,
+    Mn::Cmovle,
+    Mn::Cmovg,
+    Mn::Movd,
+    Mn::Movq,
+    Mn::Movdqa,
+    Mn::Movdqu,
+    Mn::Movaps,
+    Mn::Movups,
+    Mn::Movapd,
+    Mn::Movupd,
+    Mn::Movntdq,
+    Mn::Movntps,
+    Mn::Movntpd,
+    Mn::Lddqu,
+    Mn::Movntdqa,
+    Mn::Vmovd,
+    Mn::Vmovq,
+    Mn::Vmovdqa,
+    Mn::Vmovdqu,
+    Mn::Vmovaps,
+    Mn::Vmovups,
+    Mn::Vmovapd,
+    Mn::Vmovupd,
+    Mn::Vmovntdq,
+    Mn::Vmovntps,
+    Mn::Vmovntpd,
+    Mn::Vlddqu,
+    Mn::Vmovntdqa,
 ];
 
 fn supported_kind(k: K) -> bool {
     matches!(
         k,
-        K::r8_or_mem | K::r16_or_mem | K::r32_or_mem | K::r64_or_mem | K::xmm_or_mem | K::ymm_or_mem
-            | K::mem | K::mem_offs | K::r8_reg | K::r8_opcode | K::r16_reg | K::r16_opcode | K::r32_reg
-            | K::r32_opcode | K::r64_reg | K::r64_opcode | K::xmm_reg | K::ymm_reg | K::xmm_rm
-            | K::ymm_rm | K::r16_rm | K::r32_rm | K::r64_rm | K::al | K::ax | K::eax | K::rax | K::cl
-            | K::imm8 | K::imm8_const_1 | K::imm8sex16 | K::imm8sex32 | K::imm8sex64 | K::imm16
-            | K::imm32 | K::imm32sex64 | K::imm64
+        K::r8_or_mem
+            | K::r16_or_mem
+            | K::r32_or_mem
+            | K::r64_or_mem
+            | K::xmm_or_mem
+            | K::ymm_or_mem
+            | K::mem
+            | K::mem_offs
+            | K::r8_reg
+            | K::r8_opcode
+            | K::r16_reg
+            | K::r16_opcode
+            | K::r32_reg
+            | K::r32_opcode
+            | K::r64_reg
+            | K::r64_opcode
+            | K::xmm_reg
+            | K::ymm_reg
+            | K::xmm_rm
+            | K::ymm_rm
+            | K::r16_rm
+            | K::r32_rm
+            | K::r64_rm
+            | K::al
+            | K::ax
+            | K::eax
+            | K::rax
+            | K::cl
+            | K::imm8
+            | K::imm8_const_1
+            | K::imm8sex16
+            | K::imm8sex32
+            | K::imm8sex64
+            | K::imm16
+            | K::imm32
+            | K::imm32sex64
+            | K::imm64
     )
 }
 
@@ -124,7 +243,10 @@ pub fn templates() -> Vec<Template> {
         if (mn == Mn::Movbe && !movbe)
             || (mn == Mn::Movntdqa && !sse41)
             || (mn == Mn::Cmpxchg16b && !cx16)
-            || matches!(code, Code::Cmpxchg486_rm8_r8 | Code::Cmpxchg486_rm16_r16 | Code::Cmpxchg486_rm32_r32)
+            || matches!(
+                code,
+                Code::Cmpxchg486_rm8_r8 | Code::Cmpxchg486_rm16_r16 | Code::Cmpxchg486_rm32_r32
+            )
         {
             continue;
         }
@@ -133,7 +255,10 @@ pub fn templates() -> Vec<Template> {
     // String instructions, hand-encoded: (opcode, element size).
     for op in [0xa4u8, 0xa6, 0xaa, 0xac, 0xae] {
         for size in [1u8, 2, 4, 8] {
-            out.push(Template { code: Code::INVALID, string: Some((op + (size > 1) as u8, size)) });
+            out.push(Template {
+                code: Code::INVALID,
+                string: Some((op + (size > 1) as u8, size)),
+            });
         }
     }
     out
@@ -155,7 +280,11 @@ fn gpr(width: usize, idx: usize) -> Register {
         _ => Register::RAX,
     };
     // iced orders byte registers AL..BL, AH..BH, SPL..DIL, R8L..R15L.
-    let r = if width == 1 && idx >= 4 { base as usize + idx + 4 } else { base as usize + idx };
+    let r = if width == 1 && idx >= 4 {
+        base as usize + idx + 4
+    } else {
+        base as usize + idx
+    };
     Register::values().nth(r).unwrap()
 }
 
@@ -170,7 +299,8 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn reg(&mut self, width: usize) -> Register {
         if width == 1 && self.rng.chance(1, 4) {
-            return [Register::AH, Register::CH, Register::DH, Register::BH][self.rng.below(4) as usize];
+            return [Register::AH, Register::CH, Register::DH, Register::BH]
+                [self.rng.below(4) as usize];
         }
         let i = self.rng.below(16) as usize;
         // Avoid RSP as a data register: the stack must stay in scratch.
@@ -211,7 +341,11 @@ impl Builder<'_> {
         let base = pick(self, true);
         self.pinned[base] = true;
         let with_index = self.rng.chance(1, 2);
-        let index = if with_index { Some(pick(self, false)) } else { None };
+        let index = if with_index {
+            Some(pick(self, false))
+        } else {
+            None
+        };
         let scale = 1u32 << self.rng.below(4);
         let disp: i64 = match self.rng.below(3) {
             0 => 0,
@@ -223,12 +357,22 @@ impl Builder<'_> {
             self.pinned[ix] = true;
             let iv = self.rng.below(64);
             rest -= (iv * scale as u64) as i64;
-            let upper = if addr32 { self.rng.next() << 32 } else { 0 };
+            let upper = if addr32 { self.rng.next_u64() << 32 } else { 0 };
             self.state.gpr[ix] = iv | upper;
         }
-        let upper = if addr32 && base != 4 { self.rng.next() << 32 } else { 0 };
+        let upper = if addr32 && base != 4 {
+            self.rng.next_u64() << 32
+        } else {
+            0
+        };
         self.state.gpr[base] = (rest as u64 & if addr32 { 0xffff_ffff } else { u64::MAX }) | upper;
-        let displ_size = if disp == 0 && self.rng.chance(1, 2) { 0 } else if (-128..128).contains(&disp) { 1 } else { 4 };
+        let displ_size = if disp == 0 && self.rng.chance(1, 2) {
+            0
+        } else if (-128..128).contains(&disp) {
+            1
+        } else {
+            4
+        };
         MemoryOperand::new(
             gpr(width, base),
             index.map(|i| gpr(width, i)).unwrap_or(Register::None),
@@ -244,7 +388,9 @@ impl Builder<'_> {
 /// Alignment a memory operand of this form needs.
 fn alignment(code: Code) -> u64 {
     let name = format!("{code:?}").to_lowercase();
-    let aligned = name.contains("movdqa") || name.contains("movap") || (name.contains("movnt") && !name.contains("movnti"));
+    let aligned = name.contains("movdqa")
+        || name.contains("movap")
+        || (name.contains("movnt") && !name.contains("movnti"));
     if code == Code::Cmpxchg16b_m128 {
         16
     } else if aligned && name.contains("ymm") {
@@ -264,12 +410,17 @@ pub fn generate(rng: &mut Rng, t: &Template, scratch: u64, ip: u64) -> Option<Ca
     }
     for y in state.ymm.iter_mut() {
         for q in y.iter_mut() {
-            *q = rng.next();
+            *q = rng.next_u64();
         }
     }
     let status = 0x8d5;
-    state.rflags = 2 | (rng.next() & status) | if rng.chance(1, 4) { 0x400 } else { 0 };
-    let mut b = Builder { rng, scratch, state, pinned: [false; 16] };
+    state.rflags = 2 | (rng.next_u64() & status) | if rng.chance(1, 4) { 0x400 } else { 0 };
+    let mut b = Builder {
+        rng,
+        scratch,
+        state,
+        pinned: [false; 16],
+    };
     // RSP points into scratch, 16-byte aligned.
     b.state.gpr[4] = scratch + 0x8000 - 16 * b.rng.below(64);
 
@@ -283,7 +434,12 @@ pub fn generate(rng: &mut Rng, t: &Template, scratch: u64, ip: u64) -> Option<Ca
     let mut use_mem = b.rng.chance(7, 8);
     for &k in kinds {
         let o = match k {
-            K::r8_or_mem | K::r16_or_mem | K::r32_or_mem | K::r64_or_mem | K::xmm_or_mem | K::ymm_or_mem
+            K::r8_or_mem
+            | K::r16_or_mem
+            | K::r32_or_mem
+            | K::r64_or_mem
+            | K::xmm_or_mem
+            | K::ymm_or_mem
                 if !use_mem =>
             {
                 match k {
@@ -295,7 +451,12 @@ pub fn generate(rng: &mut Rng, t: &Template, scratch: u64, ip: u64) -> Option<Ca
                     _ => Opnd::Reg(b.reg(8)),
                 }
             }
-            K::r8_or_mem | K::r16_or_mem | K::r32_or_mem | K::r64_or_mem | K::xmm_or_mem | K::ymm_or_mem
+            K::r8_or_mem
+            | K::r16_or_mem
+            | K::r32_or_mem
+            | K::r64_or_mem
+            | K::xmm_or_mem
+            | K::ymm_or_mem
             | K::mem => {
                 use_mem = false;
                 Opnd::Mem(b.mem(alignment(code)))
@@ -303,9 +464,25 @@ pub fn generate(rng: &mut Rng, t: &Template, scratch: u64, ip: u64) -> Option<Ca
             K::mem_offs => {
                 let t = b.target(1);
                 if b.rng.chance(1, 2) {
-                    Opnd::Mem(MemoryOperand::new(Register::None, Register::None, 1, t as i64, 8, false, Register::None))
+                    Opnd::Mem(MemoryOperand::new(
+                        Register::None,
+                        Register::None,
+                        1,
+                        t as i64,
+                        8,
+                        false,
+                        Register::None,
+                    ))
                 } else {
-                    Opnd::Mem(MemoryOperand::new(Register::None, Register::None, 1, t as i64, 4, false, Register::None))
+                    Opnd::Mem(MemoryOperand::new(
+                        Register::None,
+                        Register::None,
+                        1,
+                        t as i64,
+                        4,
+                        false,
+                        Register::None,
+                    ))
                 }
             }
             K::r8_reg | K::r8_opcode => Opnd::Reg(b.reg(1)),
@@ -321,8 +498,10 @@ pub fn generate(rng: &mut Rng, t: &Template, scratch: u64, ip: u64) -> Option<Ca
             K::cl => Opnd::Reg(Register::CL),
             K::imm8_const_1 => Opnd::Imm32(1),
             K::imm8 => Opnd::Imm32(b.rng.below(256) as u8 as i32),
-            K::imm8sex16 | K::imm8sex32 | K::imm8sex64 => Opnd::Imm32(b.rng.next() as i8 as i32),
-            K::imm16 => Opnd::Imm32(b.rng.next() as u16 as i32),
+            K::imm8sex16 | K::imm8sex32 | K::imm8sex64 => {
+                Opnd::Imm32(b.rng.next_u64() as i8 as i32)
+            }
+            K::imm16 => Opnd::Imm32(b.rng.next_u64() as u16 as i32),
             K::imm32 | K::imm32sex64 => Opnd::Imm32(b.rng.value() as i32),
             K::imm64 => Opnd::Imm64(b.rng.value()),
             _ => return None,
@@ -332,7 +511,11 @@ pub fn generate(rng: &mut Rng, t: &Template, scratch: u64, ip: u64) -> Option<Ca
     let mut ins = build(code, &ops)?;
     let mn = code.mnemonic();
     let has_mem = ops.iter().any(|o| matches!(o, Opnd::Mem(_)));
-    if has_mem && oc.can_use_lock_prefix() && kinds.first().is_some_and(|k| !matches!(k, K::mem_offs)) && b.rng.chance(1, 3) {
+    if has_mem
+        && oc.can_use_lock_prefix()
+        && kinds.first().is_some_and(|k| !matches!(k, K::mem_offs))
+        && b.rng.chance(1, 3)
+    {
         ins.set_has_lock_prefix(true);
     }
     // Keep bit-string offsets inside scratch; keep SHLD/SHRD counts defined.
@@ -343,13 +526,20 @@ pub fn generate(rng: &mut Rng, t: &Template, scratch: u64, ip: u64) -> Option<Ca
     let mut enc = Encoder::new(64);
     enc.encode(&ins, ip).ok()?;
     let bytes = enc.take_buffer();
-    Some(Case { bytes, state: b.state })
+    Some(Case {
+        bytes,
+        state: b.state,
+    })
 }
 
 /// Adjusts values an operand needs to be safe and defined; false if the
 /// combination cannot be made so (the case is dropped).
 fn fix_operands(ins: &Instruction, mn: Mn, state: &mut NativeState, rng: &mut Rng) -> bool {
-    let size = if ins.op0_kind() == OpKind::Memory { ins.memory_size().size() } else { ins.op0_register().size() };
+    let size = if ins.op0_kind() == OpKind::Memory {
+        ins.memory_size().size()
+    } else {
+        ins.op0_register().size()
+    };
     if matches!(mn, Mn::Bt | Mn::Bts | Mn::Btr | Mn::Btc)
         && ins.op0_kind() == OpKind::Memory
         && ins.op1_kind() == OpKind::Register
@@ -376,11 +566,15 @@ fn fix_operands(ins: &Instruction, mn: Mn, state: &mut NativeState, rng: &mut Rn
 }
 
 fn xmm(rng: &mut Rng) -> Register {
-    Register::values().nth(Register::XMM0 as usize + rng.below(16) as usize).unwrap()
+    Register::values()
+        .nth(Register::XMM0 as usize + rng.below(16) as usize)
+        .unwrap()
 }
 
 fn ymm(rng: &mut Rng) -> Register {
-    Register::values().nth(Register::YMM0 as usize + rng.below(16) as usize).unwrap()
+    Register::values()
+        .nth(Register::YMM0 as usize + rng.below(16) as usize)
+        .unwrap()
 }
 
 fn build(code: Code, ops: &[Opnd]) -> Option<Instruction> {
@@ -426,11 +620,21 @@ fn string_case(b: &mut Builder<'_>, op: u8, size: u8) -> Case {
         bytes.push(0x48);
     }
     bytes.push(op);
-    let upper = |rng: &mut Rng| if addr32 { rng.next() << 32 } else { 0 };
+    let upper = |rng: &mut Rng| if addr32 { rng.next_u64() << 32 } else { 0 };
     let rsi = b.scratch + 0x6000 + b.rng.below(0x4000);
     let rdi = b.scratch + 0x6000 + b.rng.below(0x4000);
-    b.state.gpr[6] = (rsi & 0xffff_ffff) | if addr32 { upper(b.rng) } else { rsi & !0xffff_ffff };
-    b.state.gpr[7] = (rdi & 0xffff_ffff) | if addr32 { upper(b.rng) } else { rdi & !0xffff_ffff };
+    b.state.gpr[6] = (rsi & 0xffff_ffff)
+        | if addr32 {
+            upper(b.rng)
+        } else {
+            rsi & !0xffff_ffff
+        };
+    b.state.gpr[7] = (rdi & 0xffff_ffff)
+        | if addr32 {
+            upper(b.rng)
+        } else {
+            rdi & !0xffff_ffff
+        };
     if rep != 0 {
         b.state.gpr[1] = b.rng.below(24) | upper(b.rng);
     }
@@ -438,7 +642,10 @@ fn string_case(b: &mut Builder<'_>, op: u8, size: u8) -> Case {
     if b.rng.chance(1, 2) {
         b.state.gpr[0] &= 0xff;
     }
-    Case { bytes, state: b.state }
+    Case {
+        bytes,
+        state: b.state,
+    }
 }
 
 /// Flags the SDM leaves undefined for this instruction with these inputs.
@@ -450,7 +657,11 @@ pub fn undefined_flags(bytes: &[u8], state: &NativeState) -> u64 {
     const SF: u64 = 0x80;
     let mut d = Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE);
     let ins = d.decode();
-    let size = if ins.op0_kind() == OpKind::Memory { ins.memory_size().size() } else { ins.op0_register().size() };
+    let size = if ins.op0_kind() == OpKind::Memory {
+        ins.memory_size().size()
+    } else {
+        ins.op0_register().size()
+    };
     let count = |ins: &Instruction, op: u32| -> u64 {
         let raw = match ins.op_kind(op) {
             OpKind::Register => state.gpr[1] & 0xff,
@@ -474,13 +685,7 @@ pub fn undefined_flags(bytes: &[u8], state: &NativeState) -> u64 {
             }
             u
         }
-        Mn::Rol | Mn::Ror | Mn::Rcl | Mn::Rcr => {
-            if count(&ins, 1) > 1 {
-                OF
-            } else {
-                0
-            }
-        }
+        Mn::Rol | Mn::Ror | Mn::Rcl | Mn::Rcr if count(&ins, 1) > 1 => OF,
         Mn::Shld | Mn::Shrd => {
             let c = count(&ins, 2);
             let mut u = 0;

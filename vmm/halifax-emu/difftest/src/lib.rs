@@ -34,7 +34,10 @@ pub struct World {
 impl World {
     /// Builds page tables identity-mapping `ranges` (4 KiB aligned).
     pub fn new(ranges: Vec<(u64, Vec<u8>)>) -> World {
-        let mut w = World { tables: vec![[0; 512]], ranges };
+        let mut w = World {
+            tables: vec![[0; 512]],
+            ranges,
+        };
         let pages: Vec<u64> = w
             .ranges
             .iter()
@@ -78,11 +81,13 @@ impl World {
     }
 
     fn table_entry(&mut self, gpa: u64) -> Option<&mut u64> {
-        if gpa < PT_BASE || gpa % 8 != 0 {
+        if gpa < PT_BASE || !gpa.is_multiple_of(8) {
             return None;
         }
         let t = ((gpa - PT_BASE) / 4096) as usize;
-        self.tables.get_mut(t).map(|table| &mut table[(gpa % 4096) as usize / 8])
+        self.tables
+            .get_mut(t)
+            .map(|table| &mut table[(gpa % 4096) as usize / 8])
     }
 }
 
@@ -103,7 +108,12 @@ impl Memory for World {
         dst.copy_from_slice(data);
         Ok(())
     }
-    fn compare_and_write(&mut self, gpa: u64, expected: &[u8], new: &[u8]) -> Result<bool, MemoryError> {
+    fn compare_and_write(
+        &mut self,
+        gpa: u64,
+        expected: &[u8],
+        new: &[u8],
+    ) -> Result<bool, MemoryError> {
         if expected.len() == 8 {
             if let Some(e) = self.table_entry(gpa) {
                 if e.to_le_bytes() != expected {
@@ -151,7 +161,10 @@ impl Scratch {
         if p == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(Scratch { ptr: p as *mut u8, len })
+        Ok(Scratch {
+            ptr: p as *mut u8,
+            len,
+        })
     }
     /// Address of the buffer.
     pub fn addr(&self) -> u64 {
@@ -201,17 +214,22 @@ pub fn run_campaign(seed: u64, cases: u64) -> std::io::Result<Report> {
     let mut report = Report::default();
     let emu = Emulator::default();
     let (page_addr, page) = runner.page_copy();
-    let mut world = World::new(vec![(page_addr, page), (scratch.addr(), vec![0; gen::SCRATCH_LEN as usize])]);
+    let mut world = World::new(vec![
+        (page_addr, page),
+        (scratch.addr(), vec![0; gen::SCRATCH_LEN as usize]),
+    ]);
     let slot = runner.slot_address();
     let avx = runner.avx();
     let mut decoder_buf = iced_x86::Instruction::default();
     let trace = std::env::var_os("HALIFAX_DIFF_TRACE").is_some();
     while report.cases < cases {
         let t = templates[rng.below(templates.len() as u64) as usize];
-        let Some(case) = gen::generate(&mut rng, &t, scratch.addr(), runner.slot_address()) else { continue };
+        let Some(case) = gen::generate(&mut rng, &t, scratch.addr(), runner.slot_address()) else {
+            continue;
+        };
         // Fresh random scratch contents.
         for chunk in scratch.bytes_mut().chunks_mut(8) {
-            let v = rng.next().to_le_bytes();
+            let v = rng.next_u64().to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
         }
         world.ranges[1].1.copy_from_slice(scratch.bytes());
@@ -231,18 +249,26 @@ pub fn run_campaign(seed: u64, cases: u64) -> std::io::Result<Report> {
         let code = &mut world.ranges[0].1;
         code[slot_off..slot_off + native::SLOT_LEN].fill(0x90);
         code[slot_off..slot_off + case.bytes.len()].copy_from_slice(&case.bytes);
-        let given = if rng.chance(1, 2) { Some(&case.bytes[..]) } else { None };
+        let given = if rng.chance(1, 2) {
+            Some(&case.bytes[..])
+        } else {
+            None
+        };
         let emu_result = emu.step(&mut cpu, &mut world, given);
 
         // Native side.
         if trace {
-            eprintln!("case {}: {:02x?} gpr {:x?}", report.cases, case.bytes, case.state.gpr);
+            eprintln!(
+                "case {}: {:02x?} gpr {:x?}",
+                report.cases, case.bytes, case.state.gpr
+            );
         }
         let mut native = case.state;
         runner.run(&case.bytes, &mut native);
         report.cases += 1;
 
-        let mut d = iced_x86::Decoder::with_ip(64, &case.bytes, slot, iced_x86::DecoderOptions::NONE);
+        let mut d =
+            iced_x86::Decoder::with_ip(64, &case.bytes, slot, iced_x86::DecoderOptions::NONE);
         d.decode_out(&mut decoder_buf);
         let name = format!("{:?}", decoder_buf.mnemonic());
         *report.per_mnemonic.entry(name.clone()).or_default() += 1;
@@ -260,11 +286,19 @@ pub fn run_campaign(seed: u64, cases: u64) -> std::io::Result<Report> {
             let mask = 0x8d5 | 0x400;
             let defined = mask & !undefined;
             if cpu.rflags & defined != native.rflags & defined {
-                let _ = write!(diff, " rflags emu {:#x} native {:#x} (defined mask {defined:#x});", cpu.rflags, native.rflags);
+                let _ = write!(
+                    diff,
+                    " rflags emu {:#x} native {:#x} (defined mask {defined:#x});",
+                    cpu.rflags, native.rflags
+                );
             }
             for i in 0..16 {
                 if cpu.gpr(i) != native.gpr[i] {
-                    let _ = write!(diff, " gpr{i} emu {:#x} native {:#x};", cpu.gpr[i], native.gpr[i]);
+                    let _ = write!(
+                        diff,
+                        " gpr{i} emu {:#x} native {:#x};",
+                        cpu.gpr[i], native.gpr[i]
+                    );
                 }
                 let y = native.ymm[i];
                 let lo = y[0] as u128 | (y[1] as u128) << 64;
@@ -274,10 +308,20 @@ pub fn run_campaign(seed: u64, cases: u64) -> std::io::Result<Report> {
                 }
             }
             if cpu.rip != slot + decoder_buf.len() as u64 {
-                let _ = write!(diff, " rip {:#x} expected {:#x};", cpu.rip, slot + decoder_buf.len() as u64);
+                let _ = write!(
+                    diff,
+                    " rip {:#x} expected {:#x};",
+                    cpu.rip,
+                    slot + decoder_buf.len() as u64
+                );
             }
             if world.ranges[1].1 != scratch.bytes() {
-                let first = world.ranges[1].1.iter().zip(scratch.bytes()).position(|(a, b)| a != b).unwrap_or(0);
+                let first = world.ranges[1]
+                    .1
+                    .iter()
+                    .zip(scratch.bytes())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
                 let _ = write!(diff, " memory differs at scratch+{first:#x};");
             }
         }

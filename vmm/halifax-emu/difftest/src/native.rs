@@ -32,7 +32,13 @@ const OFF_YMM: i32 = 160;
 
 impl Default for NativeState {
     fn default() -> Self {
-        NativeState { gpr: [0; 16], rflags: 2, host_rsp: 0, _pad: [0; 2], ymm: [[0; 4]; 16] }
+        NativeState {
+            gpr: [0; 16],
+            rflags: 2,
+            host_rsp: 0,
+            _pad: [0; 2],
+            ymm: [[0; 4]; 16],
+        }
     }
 }
 
@@ -72,7 +78,11 @@ impl NativeRunner {
         assert!(code.len() <= 4096);
         // SAFETY: `page` is a fresh 4096-byte writable mapping; code fits.
         unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), page, code.len()) };
-        Ok(NativeRunner { page, slot_offset, avx })
+        Ok(NativeRunner {
+            page,
+            slot_offset,
+            avx,
+        })
     }
 
     /// Guest-visible address of the instruction slot.
@@ -120,15 +130,23 @@ impl Drop for NativeRunner {
 }
 
 fn gprs() -> [AsmRegister64; 16] {
-    [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15]
+    [
+        rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15,
+    ]
 }
 
 fn assemble(ip: u64, avx: bool) -> Result<(Vec<u8>, usize), IcedError> {
     let mut a = CodeAssembler::new(64)?;
     let mut ctx_slot = a.create_label();
     let mut insn = a.create_label();
-    let xmms = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
-    let ymms = [ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13, ymm14, ymm15];
+    let xmms = [
+        xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13,
+        xmm14, xmm15,
+    ];
+    let ymms = [
+        ymm0, ymm1, ymm2, ymm3, ymm4, ymm5, ymm6, ymm7, ymm8, ymm9, ymm10, ymm11, ymm12, ymm13,
+        ymm14, ymm15,
+    ];
     for r in [rbx, rbp, r12, r13, r14, r15] {
         a.push(r)?;
     }

@@ -3,7 +3,10 @@
 
 #[test]
 fn emulator_matches_host_cpu() {
-    let cases = std::env::var("HALIFAX_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let cases = std::env::var("HALIFAX_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let seed = std::env::var("HALIFAX_DIFF_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -23,6 +26,9 @@ fn emulator_matches_host_cpu() {
         println!("MISMATCH {f}");
     }
     assert_eq!(report.cases, cases);
-    assert!(report.per_mnemonic.len() > 60, "generator covers too few mnemonics");
+    assert!(
+        report.per_mnemonic.len() > 60,
+        "generator covers too few mnemonics"
+    );
     assert_eq!(report.mismatches, 0, "emulator differs from the CPU");
 }
