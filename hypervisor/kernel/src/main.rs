@@ -11,14 +11,23 @@ extern crate alloc;
 
 mod acpi;
 mod arch;
+mod boot_root;
 mod console;
+mod hypercall;
+mod ipc;
 mod memory;
 mod multiboot;
+mod object;
+mod sched;
+mod trap;
 
 use arch::{apic, cpu, entry, paging, phys, smp};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);
+/// Set once the kernel state exists; APs wait for it before they schedule.
+static KERNEL_READY: AtomicBool = AtomicBool::new(false);
+static APIC_IDS: spin::Mutex<[u32; acpi::MAX_CPUS]> = spin::Mutex::new([0; acpi::MAX_CPUS]);
 
 extern "C" {
     static boot_pml4: u8;
@@ -82,12 +91,39 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     } else {
         kprintln!("acpi: no MADT found, running on the boot CPU only");
     }
-    kprintln!("smp: {} CPUs online", CPUS_ONLINE.load(Ordering::Acquire));
-    cpu::halt_forever()
+    let cpus = CPUS_ONLINE.load(Ordering::Acquire);
+    kprintln!("smp: {cpus} CPUs online");
+
+    // legacy PIC off: device interrupts come through the I/O APICs
+    arch::port::outb(0x21, 0xff);
+    arch::port::outb(0xa1, 0xff);
+    let mut ioapics = alloc::vec::Vec::new();
+    let mut overrides = [None; 16];
+    if let Some(m) = &madt {
+        for &(addr, base) in &m.ioapics[..m.ioapic_count] {
+            ioapics.push(apic::IoApic::probe(addr, base));
+        }
+        overrides = m.overrides;
+    }
+    trap::PLATFORM.call_once(|| trap::Platform { ioapics, overrides });
+
+    let mut k = object::Kernel::new(cpus);
+    k.sched.apic_ids[..cpus].copy_from_slice(&APIC_IDS.lock()[..cpus]);
+    let (_, heap) = memory::heap_stats();
+    if let Err(e) = boot_root::create(&mut k, &bi, &root_mem, heap as u64 * 3 / 4) {
+        panic!("cannot start the roottask: {e}");
+    }
+    drop(root_mem);
+    *trap::KERNEL.lock() = Some(k);
+    KERNEL_READY.store(true, Ordering::Release);
+    kprintln!("kernel: roottask created, scheduling");
+    trap::start_scheduling()
 }
 
 fn cpu_online(cpu: u32) {
     kprintln!("CPU {cpu} online (APIC id {})", apic::id());
+    APIC_IDS.lock()[cpu as usize] = apic::id();
+    trap::set_online(cpu as usize);
     CPUS_ONLINE.fetch_add(1, Ordering::AcqRel);
 }
 
@@ -96,26 +132,10 @@ extern "C" fn ap_main(cpu: u32) -> ! {
     apic::init_local();
     smp::init_cpu(cpu, apic::id());
     cpu_online(cpu);
-    cpu::halt_forever()
-}
-
-#[no_mangle]
-extern "C" fn trap_entry(frame: &mut entry::Frame) -> ! {
-    kprintln!(
-        "KERNEL FAULT: vector {} error {:#x} at {:#x} cr2 {:#x} on CPU {}",
-        frame.vector,
-        frame.error,
-        frame.rip,
-        cpu::read_cr2(),
-        smp::cpu_id()
-    );
-    cpu::halt_forever()
-}
-
-#[no_mangle]
-extern "C" fn syscall_handler(frame: &mut entry::Frame) -> ! {
-    let _ = phys::to_virt(0);
-    entry::return_to_user(frame)
+    while !KERNEL_READY.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    trap::start_scheduling()
 }
 
 #[panic_handler]

@@ -138,6 +138,9 @@ static mut IDT: [IdtEntry; 256] = [IdtEntry {
 pub struct Tables {
     pub gdt: [u64; 8],
     pub tss: Tss,
+    /// The I/O permission bitmap of the PD running here (set bit: port denied),
+    /// followed by the terminating 0xff byte the CPU requires.
+    pub io_bitmap: [u8; 8192 + 1],
 }
 
 pub fn init_idt(stub_base: u64) {
@@ -164,7 +167,8 @@ pub fn load_tables(tables: &'static mut Tables, kstack_top: u64, ist_top: u64) {
     tables.tss.ist[0] = ist_top;
     tables.tss.iomap_base = core::mem::size_of::<Tss>() as u16;
     let tss_addr = &tables.tss as *const Tss as u64;
-    let tss_limit = core::mem::size_of::<Tss>() as u64 - 1;
+    tables.io_bitmap = [0xff; 8192 + 1];
+    let tss_limit = core::mem::size_of::<Tss>() as u64 + 8192;
     tables.gdt = [
         0,
         0x00af_9a00_0000_ffff, // kernel code64

@@ -18,6 +18,19 @@ pub struct PerCpu {
     pub user_rsp_scratch: u64,
     pub cpu: u32,
     pub apic_id: u32,
+    pub tables: *mut super::cpu::Tables,
+}
+
+/// Loads a PD's I/O permission bitmap into this CPU's TSS.
+pub fn load_io_bitmap(bitmap: &[u8; 8192]) {
+    let v: u64;
+    // SAFETY: GS points at this CPU's `PerCpu`; `tables` (offset 24) is set once at
+    // CPU init to this CPU's leaked descriptor tables, used only by this CPU.
+    unsafe {
+        core::arch::asm!("mov {}, gs:24", out(reg) v, options(nostack, readonly));
+        let tables = &mut *(v as *mut super::cpu::Tables);
+        tables.io_bitmap[..8192].copy_from_slice(bitmap);
+    }
 }
 
 pub fn cpu_id() -> usize {
@@ -40,9 +53,14 @@ pub fn init_cpu(cpu: u32, apic_id: u32) {
     let ist = Box::leak(alloc::vec![0u8; 16 * 1024].into_boxed_slice());
     let kstack_top = (stack.as_ptr() as u64 + KSTACK_SIZE as u64) & !0xf;
     let ist_top = (ist.as_ptr() as u64 + ist.len() as u64) & !0xf;
-    let tables = Box::leak(Box::new(super::cpu::Tables { gdt: [0; 8], tss: Default::default() }));
+    let tables = Box::leak(Box::new(super::cpu::Tables {
+        gdt: [0; 8],
+        tss: Default::default(),
+        io_bitmap: [0xff; 8192 + 1],
+    }));
+    let tables_ptr = tables as *mut super::cpu::Tables;
     super::cpu::load_tables(tables, kstack_top, ist_top);
-    let percpu = Box::leak(Box::new(PerCpu { kstack_top, user_rsp_scratch: 0, cpu, apic_id }));
+    let percpu = Box::leak(Box::new(PerCpu { kstack_top, user_rsp_scratch: 0, cpu, apic_id, tables: tables_ptr }));
     super::cpu::init_features(super::entry::syscall_entry as usize as u64, percpu as *mut PerCpu as u64);
 }
 

@@ -1,0 +1,271 @@
+//! Scheduling: per-CPU run queues of scheduling contexts (strict priority,
+//! round robin with a time quantum inside a priority), timeouts of semaphore
+//! downs, and the switch to the execution context that runs next.
+//!
+//! An SC runs its EC, or — while that EC waits in a portal call — the handler
+//! serving it (the caller's time is donated along the call chain).
+
+use crate::arch::{apic, cpu, entry::Frame};
+use crate::object::{EcId, EcState, Kernel, PdId, ScId};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+
+pub struct CpuSched {
+    queues: BTreeMap<u8, VecDeque<ScId>>,
+    /// The EC whose registers are live on this CPU (saved on kernel entry).
+    pub running: Option<EcId>,
+    running_sc: Option<ScId>,
+    slice_start: u64,
+    timeouts: BTreeSet<(u64, EcId)>,
+    fpu_owner: Option<EcId>,
+    io_loaded: Option<PdId>,
+    tlb: Option<(PdId, u64)>,
+}
+
+pub struct Scheduler {
+    pub cpus: Vec<CpuSched>,
+    pub apic_ids: Vec<u32>,
+}
+
+pub enum Next {
+    User(Frame),
+    Idle,
+}
+
+impl Scheduler {
+    pub fn new(n: usize) -> Self {
+        let cpus = (0..n)
+            .map(|_| CpuSched {
+                queues: BTreeMap::new(),
+                running: None,
+                running_sc: None,
+                slice_start: 0,
+                timeouts: BTreeSet::new(),
+                fpu_owner: None,
+                io_loaded: None,
+                tlb: None,
+            })
+            .collect();
+        Scheduler { cpus, apic_ids: alloc::vec![0; n] }
+    }
+
+    pub fn dequeue(&mut self, sc: ScId) {
+        for c in &mut self.cpus {
+            for q in c.queues.values_mut() {
+                q.retain(|&s| s != sc);
+            }
+            if c.running_sc == Some(sc) {
+                c.running_sc = None;
+            }
+        }
+    }
+
+    pub fn forget_ec(&mut self, ec: EcId) {
+        for c in &mut self.cpus {
+            if c.running == Some(ec) {
+                c.running = None;
+            }
+            if c.fpu_owner == Some(ec) {
+                c.fpu_owner = None;
+            }
+            c.timeouts.retain(|&(_, e)| e != ec);
+        }
+    }
+
+    pub fn forget_pd(&mut self, pd: PdId) {
+        for c in &mut self.cpus {
+            if c.io_loaded == Some(pd) {
+                c.io_loaded = None;
+            }
+            if c.tlb.is_some_and(|(p, _)| p == pd) {
+                c.tlb = None;
+            }
+        }
+    }
+
+    /// Memory was unmapped: other CPUs flush when they next enter the kernel
+    /// (they are poked so that this happens soon).
+    pub fn shootdown(&mut self) {
+        let me = crate::arch::smp::cpu_id();
+        for (i, c) in self.cpus.iter_mut().enumerate() {
+            c.tlb = None;
+            if i != me && c.running.is_some() {
+                apic::send_fixed(self.apic_ids[i], apic::VECTOR_RESCHEDULE);
+            }
+        }
+        cpu::flush_tlb();
+    }
+
+    pub fn reload_io_bitmaps(&mut self) {
+        for c in &mut self.cpus {
+            c.io_loaded = None;
+        }
+    }
+
+    pub fn add_timeout(&mut self, cpu: usize, deadline: u64, ec: EcId) {
+        self.cpus[cpu].timeouts.insert((deadline, ec));
+    }
+
+    pub fn remove_timeout(&mut self, cpu: usize, deadline: u64, ec: EcId) {
+        self.cpus[cpu].timeouts.remove(&(deadline, ec));
+    }
+
+    /// Removes and returns the ECs whose timeout expired on `cpu`.
+    pub fn expired(&mut self, cpu: usize, now: u64) -> Vec<EcId> {
+        let c = &mut self.cpus[cpu];
+        let mut out = Vec::new();
+        while let Some(&(d, ec)) = c.timeouts.first() {
+            if d > now {
+                break;
+            }
+            c.timeouts.pop_first();
+            out.push(ec);
+        }
+        out
+    }
+}
+
+/// Makes `sc` runnable on its CPU (pokes that CPU if it is another one).
+pub fn enqueue(k: &mut Kernel, sc: ScId) {
+    let Some(s) = k.scs.get(sc) else { return };
+    let (cpu, prio) = (s.cpu, s.priority);
+    let q = k.sched.cpus[cpu].queues.entry(prio).or_default();
+    if !q.contains(&sc) {
+        q.push_back(sc);
+    }
+    if cpu != crate::arch::smp::cpu_id() {
+        apic::send_fixed(k.sched.apic_ids[cpu], apic::VECTOR_RESCHEDULE);
+    }
+}
+
+/// The SC whose time an EC runs on: that of the global EC at the start of its call chain.
+pub fn sc_of(k: &Kernel, mut ec: EcId) -> Option<ScId> {
+    for _ in 0..64 {
+        let e = k.ecs.get(ec)?;
+        match e.caller {
+            Some(c) => ec = c,
+            None => return e.sc,
+        }
+    }
+    None
+}
+
+/// The EC an SC would run now: follow the call chain to the handler at its end.
+fn head_ec(k: &Kernel, sc: ScId) -> Option<EcId> {
+    let mut ec = k.scs.get(sc)?.ec;
+    for _ in 0..64 {
+        let e = k.ecs.get(ec)?;
+        match (e.state, e.callee) {
+            (EcState::Ready, _) => return Some(ec),
+            (EcState::Calling, Some(h)) if k.ecs.get(h).is_some_and(|h| h.caller == Some(ec)) => ec = h,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// Charges the time since the last dispatch to the SC that ran; rotates it to the
+/// end of its queue when its quantum is used up.
+pub fn account(k: &mut Kernel, cpu: usize) {
+    let now = cpu::rdtsc();
+    let c = &mut k.sched.cpus[cpu];
+    let Some(sc) = c.running_sc else { return };
+    let used = now.saturating_sub(c.slice_start);
+    c.slice_start = now;
+    let Some(s) = k.scs.get_mut(sc) else { return };
+    s.consumed += used;
+    s.left = s.left.saturating_sub(used);
+    if s.left == 0 {
+        s.left = s.quantum_us * apic::tsc_per_us();
+        if let Some(q) = k.sched.cpus[cpu].queues.get_mut(&s.priority) {
+            if let Some(pos) = q.iter().position(|&x| x == sc) {
+                q.remove(pos);
+                q.push_back(sc);
+            }
+        }
+    }
+}
+
+/// Chooses what this CPU runs next and prepares the hardware for it.
+pub fn dispatch(k: &mut Kernel, cpu: usize) -> Next {
+    let now = cpu::rdtsc();
+    for ec in k.sched.expired(cpu, now) {
+        crate::ipc::timeout(k, ec);
+    }
+    let chosen = loop {
+        let mut found = None;
+        let mut stale = Vec::new();
+        'outer: for (_, q) in k.sched.cpus[cpu].queues.iter().rev() {
+            for &sc in q.iter() {
+                match head_ec(k, sc) {
+                    Some(ec) => {
+                        found = Some((sc, ec));
+                        break 'outer;
+                    }
+                    None => stale.push(sc),
+                }
+            }
+        }
+        for sc in &stale {
+            for q in k.sched.cpus[cpu].queues.values_mut() {
+                q.retain(|s| s != sc);
+            }
+        }
+        if found.is_some() || stale.is_empty() {
+            break found;
+        }
+    };
+    let c = &mut k.sched.cpus[cpu];
+    c.slice_start = now;
+    let next_timeout = c.timeouts.first().map(|&(d, _)| d);
+    let Some((sc, ec)) = chosen else {
+        c.running = None;
+        c.running_sc = None;
+        arm(now, next_timeout, None);
+        return Next::Idle;
+    };
+    c.running_sc = Some(sc);
+    c.running = Some(ec);
+    let left = k.scs.get(sc).map(|s| s.left).unwrap_or(0);
+    arm(now, next_timeout, Some(now + left.max(1)));
+    switch_to(k, cpu, ec)
+}
+
+fn arm(now: u64, a: Option<u64>, b: Option<u64>) {
+    let deadline = match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (x, y) => x.or(y),
+    };
+    match deadline {
+        Some(d) => apic::arm_timer((d.saturating_sub(now) / apic::tsc_per_us().max(1)).max(1)),
+        None => apic::arm_timer(0),
+    }
+}
+
+/// Loads address space, I/O bitmap and FPU state of `ec`; returns its registers.
+fn switch_to(k: &mut Kernel, cpu: usize, ec: EcId) -> Next {
+    let e = k.ecs.get(ec).expect("dispatching a missing EC");
+    let pd_id = e.pd;
+    let Some(pd) = k.pds.get(pd_id) else {
+        return Next::Idle;
+    };
+    let c = &mut k.sched.cpus[cpu];
+    cpu::write_cr3(pd.space.root());
+    if c.tlb != Some((pd_id, pd.tlb_gen)) {
+        cpu::flush_tlb();
+        c.tlb = Some((pd_id, pd.tlb_gen));
+    }
+    if c.io_loaded != Some(pd_id) {
+        crate::arch::smp::load_io_bitmap(&pd.io_bitmap);
+        c.io_loaded = Some(pd_id);
+    }
+    if c.fpu_owner != Some(ec) {
+        if let Some(old) = c.fpu_owner.and_then(|o| k.ecs.get_mut(o)) {
+            old.fpu.save();
+        }
+        let e = k.ecs.get(ec).expect("EC vanished");
+        e.fpu.restore();
+        k.sched.cpus[cpu].fpu_owner = Some(ec);
+    }
+    Next::User(k.ecs.get(ec).expect("EC vanished").regs)
+}
