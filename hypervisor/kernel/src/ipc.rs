@@ -211,6 +211,13 @@ pub fn reply(k: &mut Kernel, handler: EcId) -> KResult<()> {
             c.state = EcState::Ready;
         }
     }
+    if !caller_alive {
+        if let Some(c) = k.ecs.get_mut(caller) {
+            if c.callee == Some(handler) {
+                c.callee = None;
+            }
+        }
+    }
     let h = k.ecs.get_mut(handler).expect("handler");
     h.caller = None;
     h.state = EcState::Idle;
@@ -329,6 +336,9 @@ pub fn abort_ec(k: &mut Kernel, ec: EcId) {
             k.sched.remove_timeout(cpu, d, ec);
         }
     }
+    // a handler already serving this EC finishes on its time (and its reply is
+    // dropped); one it merely queued on forgets it
+    let served = callee.is_some_and(|h| k.ecs.get(h).is_some_and(|h| h.caller == Some(ec)));
     if let Some(h) = callee {
         if let Some(h) = k.ecs.get_mut(h) {
             h.waiters.retain(|&(w, _, _)| w != ec);
@@ -337,7 +347,9 @@ pub fn abort_ec(k: &mut Kernel, ec: EcId) {
     let e = k.ecs.get_mut(ec).expect("exists");
     e.state = EcState::Dead;
     e.caller = None;
-    e.callee = None;
+    if !served {
+        e.callee = None;
+    }
     let waiters = core::mem::take(&mut e.waiters);
     if let Some(c) = caller {
         wake(k, c, Status::Aborted, 0);

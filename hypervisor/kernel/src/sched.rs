@@ -157,7 +157,10 @@ fn head_ec(k: &Kernel, sc: ScId) -> Option<EcId> {
         let e = k.ecs.get(ec)?;
         match (e.state, e.callee) {
             (EcState::Ready, _) => return Some(ec),
-            (EcState::Calling, Some(h)) if k.ecs.get(h).is_some_and(|h| h.caller == Some(ec)) => ec = h,
+            // a dead caller's handler still finishes the call it serves
+            (EcState::Calling | EcState::Dead, Some(h)) if k.ecs.get(h).is_some_and(|h| h.caller == Some(ec)) => {
+                ec = h
+            }
             _ => return None,
         }
     }
