@@ -106,9 +106,43 @@ pub fn start(
     })
 }
 
+/// Bochs's own account of a run that ended: the error and panic lines of its log (the last
+/// `n` of them), or the log's last `n` lines if it has none.
+pub fn log_summary(log: &str, n: usize) -> Vec<String> {
+    let is_problem = |line: &&str| {
+        let level = line.trim_start_matches(|c: char| c.is_ascii_digit());
+        level.starts_with("e[") || level.starts_with("p[")
+    };
+    let problems: Vec<&str> = log.lines().filter(is_problem).collect();
+    let lines = match problems.is_empty() {
+        true => log.lines().collect(),
+        false => problems,
+    };
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_summary_prefers_errors_and_panics() {
+        let log = "00001i[CPU0  ] boot\n00002e[CPU0  ] interrupt(): bad vector\n\
+                   00003p[CPU0  ] >>PANIC<< exception(): 3rd (13) exception with no resolution\n\
+                   00004i[SIM   ] quit_sim called with exit code 1\n";
+        assert_eq!(
+            log_summary(log, 1),
+            ["00003p[CPU0  ] >>PANIC<< exception(): 3rd (13) exception with no resolution"]
+        );
+        assert_eq!(log_summary(log, 10).len(), 2);
+        assert_eq!(
+            log_summary("00001i[ACPI  ] soft power off\n00002i[SIM   ] quit\n", 1),
+            ["00002i[SIM   ] quit"]
+        );
+    }
 
     #[test]
     fn config_sets_cpus_memory_iso_and_serial_file() {

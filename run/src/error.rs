@@ -39,7 +39,7 @@ pub enum Error {
     #[error("cargo metadata: {0}")]
     Metadata(String),
 
-    #[error("{} was not produced by the build; {hint}", path.display())]
+    #[error("{} does not exist; {hint}", path.display())]
     MissingArtifact { path: PathBuf, hint: String },
 
     #[error("kernel {}: {problem}", path.display())]

@@ -171,16 +171,26 @@ fn execute(cmd: Cmd) -> Result<bool, Error> {
     match cmd {
         Cmd::Help => Ok(true),
         Cmd::List => {
-            for s in scenario::load_all(&scenario_dir)? {
-                let emulators: Vec<String> = s.emulators.iter().map(|e| e.to_string()).collect();
-                println!(
-                    "{:<24} {} [{}]",
-                    s.name,
-                    s.description,
-                    emulators.join(", ")
-                );
+            let mut all_valid = true;
+            for loaded in scenario::load_all(&scenario_dir)? {
+                match loaded {
+                    Ok(s) => {
+                        let emulators: Vec<String> =
+                            s.emulators.iter().map(|e| e.to_string()).collect();
+                        println!(
+                            "{:<24} {} [{}]",
+                            s.name,
+                            s.description,
+                            emulators.join(", ")
+                        );
+                    }
+                    Err(e) => {
+                        all_valid = false;
+                        eprintln!("run: error: {e}");
+                    }
+                }
             }
-            Ok(true)
+            Ok(all_valid)
         }
         Cmd::Run(name, options) => {
             let scenario = scenario::load_named(&scenario_dir, &name)?;
@@ -317,6 +327,7 @@ fn boot(
         source,
     })?;
     let elapsed = started.elapsed().as_secs_f64();
+    let exited = matches!(verdict, Verdict::Exited { .. });
     let failure = match verdict {
         Verdict::Passed => {
             println!(
@@ -357,19 +368,32 @@ fn boot(
         }
         Err(e) => println!("run: no serial output ({}: {e})", serial.display()),
     }
-    let own_output = match variant.emulator {
-        Emulator::Qemu => work.join("qemu.stderr"),
-        Emulator::Bochs => work.join("bochs.log"),
-    };
-    if let Ok(lines) = watch::tail(&own_output, 10) {
+    if exited {
+        let (path, lines) = emulator_says(variant.emulator, work);
         if !lines.is_empty() {
-            println!("run: {} says ({}):", variant.emulator, own_output.display());
+            println!("run: {} says ({}):", variant.emulator, path.display());
             for line in lines {
                 println!("  | {line}");
             }
         }
     }
     Ok(false)
+}
+
+/// The emulator's own output worth showing after it exited unexpectedly.
+fn emulator_says(emulator: Emulator, work: &Path) -> (PathBuf, Vec<String>) {
+    match emulator {
+        Emulator::Qemu => {
+            let path = work.join("qemu.stderr");
+            let lines = watch::tail(&path, 10).unwrap_or_default();
+            (path, lines)
+        }
+        Emulator::Bochs => {
+            let path = work.join("bochs.log");
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            (path, bochs::log_summary(&log, 10))
+        }
+    }
 }
 
 fn describe_exit(emulator: Emulator, status: ExitStatus) -> String {
@@ -400,14 +424,26 @@ fn interactive(
 
 /// Runs every check of the named scenarios (all if none are named), then the summary line.
 fn suite(workspace: &Workspace, dir: &Path, names: &[String]) -> Result<bool, Error> {
-    let scenarios = match names {
+    let loaded = match names {
         [] => scenario::load_all(dir)?,
-        names => names
-            .iter()
-            .map(|n| scenario::load_named(dir, n))
-            .collect::<Result<_, _>>()?,
+        names => names.iter().map(|n| scenario::load_named(dir, n)).collect(),
     };
     let mut results: Vec<(String, bool)> = Vec::new();
+    let mut scenarios = Vec::new();
+    for scenario in loaded {
+        match scenario {
+            Ok(scenario) => scenarios.push(scenario),
+            Err(e) => {
+                println!("run: error: {e}");
+                let name = match &e {
+                    Error::Scenario { path, .. } => path.display().to_string(),
+                    Error::UnknownScenario { name, .. } => name.clone(),
+                    _ => "a scenario".into(),
+                };
+                results.push((format!("{name} (does not load)"), false));
+            }
+        }
+    }
     for scenario in &scenarios {
         let variants: Vec<Variant> = scenario
             .checks
