@@ -70,6 +70,8 @@ struct Walk {
     visited: [Visited; 5],
     count: usize,
     wide: bool,
+    /// Some A bit (or the leaf's D bit for a write) is still clear.
+    needs_update: bool,
 }
 
 impl PagingRegs {
@@ -92,7 +94,7 @@ pub fn translate<M: Memory + ?Sized>(
     }
     for _ in 0..MAX_AD_RETRIES {
         let walk = walk(mem, regs, la, access)?;
-        if update_accessed_dirty(mem, &walk, access)? {
+        if !walk.needs_update || update_accessed_dirty(mem, &walk, access)? {
             return Ok(walk.gpa);
         }
     }
@@ -241,11 +243,17 @@ fn walk<M: Memory + ?Sized>(
     };
 
     check_permissions(regs, la, access, writable, user, no_exec)?;
+    let leaf = visited[count - 1].value;
+    let needs_update = visited[..count]
+        .iter()
+        .any(|v| v.has_accessed_bit && v.value & A == 0)
+        || (access == Access::Write && leaf & D == 0);
     Ok(Walk {
         gpa: frame | (la & bits(0, offset_bits)),
         visited,
         count,
         wide,
+        needs_update,
     })
 }
 
