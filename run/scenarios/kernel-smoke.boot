@@ -19,4 +19,4 @@ name = "ticker"
 memory = "2M"
 ioports = ["0x40-0x43"]
 irqs = [0]
-args = ["--ticks", "10"]
+args = ["--ticks", "200"]

@@ -249,14 +249,22 @@ fn label(scenario: &Scenario, variant: Variant) -> String {
     )
 }
 
-/// Starts the emulator for `variant`, its serial port going to `serial`.
+/// A started emulator.
+struct Started {
+    child: Child,
+    /// Bochs without a serial file: the local port its serial console is served on.
+    console_port: Option<u16>,
+}
+
+/// Starts the emulator for `variant`, its serial port going to `serial`, or to this
+/// terminal if `None`.
 fn start(
     scenario: &Scenario,
     files: &BootFiles,
     work: &Path,
     variant: Variant,
     serial: Option<&Path>,
-) -> Result<Child, Error> {
+) -> Result<Started, Error> {
     match variant.emulator {
         Emulator::Qemu => {
             let (accel, why) = accel::choose(variant.accel, &accel::HostFacts::probe());
@@ -273,7 +281,11 @@ fn start(
                 serial: serial.map_or(qemu::Serial::Terminal, qemu::Serial::File),
                 extra: &scenario.qemu_args,
             };
-            qemu::start(files, work, &run)
+            let child = qemu::start(files, work, &run)?;
+            Ok(Started {
+                child,
+                console_port: None,
+            })
         }
         Emulator::Bochs => {
             println!(
@@ -281,8 +293,23 @@ fn start(
                 label(scenario, variant)
             );
             let name = serial.and_then(|p| p.file_name()).and_then(|n| n.to_str());
-            let serial = name.map_or(bochs::Serial::Terminal, bochs::Serial::File);
-            bochs::start(files, work, variant.cpus, scenario.memory, serial)
+            let serial = match name {
+                Some(name) => bochs::Serial::File(name),
+                None => bochs::Serial::Socket(bochs::free_port().map_err(|source| Error::Io {
+                    what: "find a free local port for the serial console in",
+                    path: work.to_owned(),
+                    source,
+                })?),
+            };
+            let child = bochs::start(files, work, variant.cpus, scenario.memory, serial)?;
+            let console_port = match serial {
+                bochs::Serial::Socket(port) => Some(port),
+                bochs::Serial::File(_) => None,
+            };
+            Ok(Started {
+                child,
+                console_port,
+            })
         }
     }
 }
@@ -305,7 +332,7 @@ fn boot(
             source,
         })?;
     }
-    let mut child = start(scenario, files, work, variant, Some(&serial))?;
+    let mut child = start(scenario, files, work, variant, Some(&serial))?.child;
     println!(
         "run: {}: waiting up to {} s for {} line(s)",
         label(scenario, variant),
@@ -313,7 +340,13 @@ fn boot(
         scenario.expect.len()
     );
     let started = Instant::now();
-    let mut expectations = Expectations::new(&scenario.expect, &scenario.fail);
+    // `{cpus}` in an expected line stands for this variant's CPU count
+    let expect: Vec<String> = scenario
+        .expect
+        .iter()
+        .map(|line| line.replace("{cpus}", &variant.cpus.to_string()))
+        .collect();
+    let mut expectations = Expectations::new(&expect, &scenario.fail);
     let verdict = watch::watch(
         &mut child,
         &serial,
@@ -412,8 +445,15 @@ fn interactive(
     work: &Path,
     variant: Variant,
 ) -> Result<bool, Error> {
-    let mut child = start(scenario, files, work, variant, None)?;
-    let status = child.wait().map_err(|source| Error::Io {
+    let Started {
+        mut child,
+        console_port,
+    } = start(scenario, files, work, variant, None)?;
+    let status = match console_port {
+        Some(port) => bochs::console(&mut child, port),
+        None => child.wait(),
+    };
+    let status = status.map_err(|source| Error::Io {
         what: "wait for the emulator",
         path: work.to_owned(),
         source,
