@@ -188,7 +188,10 @@ pub struct Crd(pub u64);
 impl Crd {
     pub const NULL: Crd = Crd(0);
     pub fn new(kind: CrdKind, base: u64, order: u8, rights: u8) -> Crd {
-        Crd((kind as u64) | ((rights as u64 & 0x1f) << 2) | ((order as u64 & 0x3f) << 7) | (base << 13))
+        Crd((kind as u64)
+            | ((rights as u64 & 0x1f) << 2)
+            | ((order as u64 & 0x3f) << 7)
+            | (base << 13))
     }
     pub fn mem(page: u64, order: u8, rights: u8) -> Crd {
         Crd::new(CrdKind::Memory, page, order, rights)

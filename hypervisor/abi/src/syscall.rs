@@ -83,16 +83,43 @@ impl EcParams {
 
 pub fn create_ec(dst: u64, p: &EcParams) -> Result<(), Status> {
     // SAFETY: creating an EC maps its UTCB page only where no memory is mapped.
-    status(unsafe { raw(Hypercall::CreateEc as u64, dst, p.pd, p.packed(), p.utcb, p.sp, p.ip) }).map(|_| ())
+    status(unsafe {
+        raw(
+            Hypercall::CreateEc as u64,
+            dst,
+            p.pd,
+            p.packed(),
+            p.utcb,
+            p.sp,
+            p.ip,
+        )
+    })
+    .map(|_| ())
 }
 pub fn create_sc(dst: u64, ec: u64, priority: u8, quantum_us: u32) -> Result<(), Status> {
-    hc(Hypercall::CreateSc, dst, ec, priority as u64, quantum_us as u64, 0).map(|_| ())
+    hc(
+        Hypercall::CreateSc,
+        dst,
+        ec,
+        priority as u64,
+        quantum_us as u64,
+        0,
+    )
+    .map(|_| ())
 }
 pub fn create_pt(dst: u64, ec: u64, ip: u64, badge: u64) -> Result<(), Status> {
     hc(Hypercall::CreatePt, dst, ec, ip, badge, 0).map(|_| ())
 }
 pub fn create_sm(dst: u64, count: u64, chain: Option<u64>) -> Result<(), Status> {
-    hc(Hypercall::CreateSm, dst, count, chain.unwrap_or(u64::MAX), 0, 0).map(|_| ())
+    hc(
+        Hypercall::CreateSm,
+        dst,
+        count,
+        chain.unwrap_or(u64::MAX),
+        0,
+        0,
+    )
+    .map(|_| ())
 }
 pub fn lookup(crd: Crd) -> Result<Crd, Status> {
     hc(Hypercall::Lookup, crd.0, 0, 0, 0, 0).map(|r| Crd(r.out1))

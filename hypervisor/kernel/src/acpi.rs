@@ -25,11 +25,16 @@ pub struct Madt {
 }
 
 fn checksum_ok(pa: u64, len: usize) -> bool {
-    phys::slice(pa, len).iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0
+    phys::slice(pa, len)
+        .iter()
+        .fold(0u8, |a, b| a.wrapping_add(*b))
+        == 0
 }
 
 fn find_rsdp_in(start: u64, len: u64) -> Option<u64> {
-    (start..start + len).step_by(16).find(|&p| &phys::slice(p, 8)[..] == b"RSD PTR " && checksum_ok(p, 20))
+    (start..start + len)
+        .step_by(16)
+        .find(|&p| phys::slice(p, 8) == b"RSD PTR " && checksum_ok(p, 20))
 }
 
 pub fn find_rsdp(from_bootloader: Option<u64>) -> Option<u64> {
@@ -37,7 +42,7 @@ pub fn find_rsdp(from_bootloader: Option<u64>) -> Option<u64> {
         return Some(p);
     }
     let ebda = (phys::read::<u16>(0x40e) as u64) << 4;
-    if ebda >= 0x8_0000 && ebda < 0xa_0000 {
+    if (0x8_0000..0xa_0000).contains(&ebda) {
         if let Some(p) = find_rsdp_in(ebda, 1024) {
             return Some(p);
         }
@@ -56,7 +61,11 @@ fn find_table(rsdp: u64, sig: &[u8; 4]) -> Option<u64> {
     let len = phys::read::<u32>(root + 4) as u64;
     let mut p = root + 36;
     while p + entry_size <= root + len {
-        let t = if entry_size == 8 { phys::read::<u64>(p) } else { phys::read::<u32>(p) as u64 };
+        let t = if entry_size == 8 {
+            phys::read::<u64>(p)
+        } else {
+            phys::read::<u32>(p) as u64
+        };
         if phys::slice(t, 4) == sig {
             return Some(t);
         }
@@ -98,7 +107,8 @@ pub fn read_madt(rsdp: u64) -> Option<Madt> {
                 }
             }
             1 if m.ioapic_count < MAX_IOAPICS => {
-                m.ioapics[m.ioapic_count] = (phys::read::<u32>(p + 4) as u64, phys::read::<u32>(p + 8));
+                m.ioapics[m.ioapic_count] =
+                    (phys::read::<u32>(p + 4) as u64, phys::read::<u32>(p + 8));
                 m.ioapic_count += 1;
             }
             2 => {

@@ -23,7 +23,9 @@ fn done(r: KResult<()>) -> Outcome {
 }
 
 pub fn handle(k: &mut Kernel, ec: EcId, f: &Frame) -> Outcome {
-    let Some(e) = k.ecs.get(ec) else { return Outcome::Blocked };
+    let Some(e) = k.ecs.get(ec) else {
+        return Outcome::Blocked;
+    };
     let pd = e.pd;
     let (a, b, c, d, e5, f6) = (f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9);
     let Some(hc) = Hypercall::from_raw(f.rax) else {
@@ -90,17 +92,28 @@ fn create_pd(k: &mut Kernel, pd: PdId, dst: u64, quota: u64) -> KResult<()> {
         kmem_used: KMEM_PD,
         parent: Some(pd),
         root_cap: (pd, dst),
-        name: [0; 16],
         tlb_gen: 0,
     });
-    k.install_root(pd, dst, ObjRef::Pd(id)).expect("selector checked free");
+    k.install_root(pd, dst, ObjRef::Pd(id))
+        .expect("selector checked free");
     // the new PD's capability to itself, derived from the creator's
-    k.obj.delegate(pd, dst, 0, id, sel::PD_SELF, obj_rights::ALL).expect("fresh space");
+    k.obj
+        .delegate(pd, dst, 0, id, sel::PD_SELF, obj_rights::ALL)
+        .expect("fresh space");
     Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
-fn create_ec(k: &mut Kernel, pd: PdId, dst: u64, pd_sel: u64, packed: u64, utcb: u64, sp: u64, ip: u64) -> KResult<()> {
+fn create_ec(
+    k: &mut Kernel,
+    pd: PdId,
+    dst: u64,
+    pd_sel: u64,
+    packed: u64,
+    utcb: u64,
+    sp: u64,
+    ip: u64,
+) -> KResult<()> {
     k.sel_free(pd, dst)?;
     let target = k.cap_pd(pd, pd_sel, obj_rights::CTRL)?;
     let cpu = (packed & 0xffff) as usize;
@@ -132,7 +145,13 @@ fn create_ec(k: &mut Kernel, pd: PdId, dst: u64, pd_sel: u64, packed: u64, utcb:
             k.uncharge(pd, KMEM_EC);
             return Err(Status::OutOfMemory);
         };
-        let mapped = k.mem.insert_root(target, utcb >> 12, 0, hyper_abi::mem_rights::R | hyper_abi::mem_rights::W, pa >> 12);
+        let mapped = k.mem.insert_root(
+            target,
+            utcb >> 12,
+            0,
+            hyper_abi::mem_rights::R | hyper_abi::mem_rights::W,
+            pa >> 12,
+        );
         let t = k.pds.get_mut(target).expect("checked");
         if mapped.is_err() || t.space.map(utcb, pa, 0, paging::W | paging::NX).is_err() {
             if mapped.is_ok() {
@@ -153,7 +172,11 @@ fn create_ec(k: &mut Kernel, pd: PdId, dst: u64, pd_sel: u64, packed: u64, utcb:
         utcb: utcb_pair,
         regs,
         fpu: alloc::boxed::Box::new(crate::arch::cpu::FpuState::initial()),
-        state: if kind == EcKind::Local { EcState::Idle } else { EcState::Ready },
+        state: if kind == EcKind::Local {
+            EcState::Idle
+        } else {
+            EcState::Ready
+        },
         stack: sp,
         caller: None,
         callee: None,
@@ -165,11 +188,19 @@ fn create_ec(k: &mut Kernel, pd: PdId, dst: u64, pd_sel: u64, packed: u64, utcb:
         deadline: None,
         fault_addr: 0,
     });
-    k.install_root(pd, dst, ObjRef::Ec(id)).expect("selector checked free");
+    k.install_root(pd, dst, ObjRef::Ec(id))
+        .expect("selector checked free");
     Ok(())
 }
 
-fn create_sc(k: &mut Kernel, pd: PdId, dst: u64, ec_sel: u64, prio: u64, quantum_us: u64) -> KResult<()> {
+fn create_sc(
+    k: &mut Kernel,
+    pd: PdId,
+    dst: u64,
+    ec_sel: u64,
+    prio: u64,
+    quantum_us: u64,
+) -> KResult<()> {
     k.sel_free(pd, dst)?;
     let ec = k.cap_ec(pd, ec_sel, obj_rights::CTRL)?;
     if prio == 0 || prio > 255 || quantum_us == 0 || quantum_us > 1_000_000 {
@@ -190,7 +221,8 @@ fn create_sc(k: &mut Kernel, pd: PdId, dst: u64, ec_sel: u64, prio: u64, quantum
         consumed: 0,
         root_cap: (pd, dst),
     });
-    k.install_root(pd, dst, ObjRef::Sc(id)).expect("selector checked free");
+    k.install_root(pd, dst, ObjRef::Sc(id))
+        .expect("selector checked free");
     k.ecs.get_mut(ec).expect("checked").sc = Some(id);
     crate::sched::enqueue(k, id);
     Ok(())
@@ -203,14 +235,24 @@ fn create_pt(k: &mut Kernel, pd: PdId, dst: u64, ec_sel: u64, ip: u64, badge: u6
         return Err(Status::BadParameter);
     }
     k.charge(pd, KMEM_SMALL)?;
-    let id = k.pts.insert(Pt { ec, ip, badge, root_cap: (pd, dst) });
-    k.install_root(pd, dst, ObjRef::Pt(id)).expect("selector checked free");
+    let id = k.pts.insert(Pt {
+        ec,
+        ip,
+        badge,
+        root_cap: (pd, dst),
+    });
+    k.install_root(pd, dst, ObjRef::Pt(id))
+        .expect("selector checked free");
     Ok(())
 }
 
 fn create_sm(k: &mut Kernel, pd: PdId, dst: u64, count: u64, chain: u64) -> KResult<()> {
     k.sel_free(pd, dst)?;
-    let chain = if chain == u64::MAX { None } else { Some(k.cap_sm(pd, chain, obj_rights::USE)?) };
+    let chain = if chain == u64::MAX {
+        None
+    } else {
+        Some(k.cap_sm(pd, chain, obj_rights::USE)?)
+    };
     if let Some(t) = chain {
         if k.sms.get(t).is_some_and(|t| t.chain.is_some()) {
             return Err(Status::BadParameter); // chains are one level deep
@@ -226,7 +268,8 @@ fn create_sm(k: &mut Kernel, pd: PdId, dst: u64, count: u64, chain: u64) -> KRes
         gsi: None,
         root_cap: (pd, dst),
     });
-    k.install_root(pd, dst, ObjRef::Sm(id)).expect("selector checked free");
+    k.install_root(pd, dst, ObjRef::Sm(id))
+        .expect("selector checked free");
     Ok(())
 }
 
@@ -302,7 +345,11 @@ fn sm_ctrl(k: &mut Kernel, ec: EcId, pd: PdId, sm_sel: u64, op: u64, timeout_us:
 
 fn assign_gsi(k: &mut Kernel, pd: PdId, sm_sel: u64, cpu: u64) -> KResult<()> {
     let sm = k.cap_sm(pd, sm_sel, obj_rights::CTRL)?;
-    let gsi = k.sms.get(sm).and_then(|s| s.gsi).ok_or(Status::BadParameter)?;
+    let gsi = k
+        .sms
+        .get(sm)
+        .and_then(|s| s.gsi)
+        .ok_or(Status::BadParameter)?;
     if cpu as usize >= k.sched.cpus.len() || !crate::trap::cpu_online(cpu as usize) {
         return Err(Status::BadCpu);
     }
@@ -311,7 +358,12 @@ fn assign_gsi(k: &mut Kernel, pd: PdId, sm_sel: u64, cpu: u64) -> KResult<()> {
 }
 
 fn console_write(k: &mut Kernel, ec: EcId, len: u64) -> KResult<()> {
-    let pa = k.ecs.get(ec).and_then(|e| e.utcb).ok_or(Status::BadParameter)?.1;
+    let pa = k
+        .ecs
+        .get(ec)
+        .and_then(|e| e.utcb)
+        .ok_or(Status::BadParameter)?
+        .1;
     if len > (hyper_abi::UTCB_WORDS * 8) as u64 {
         return Err(Status::BadParameter);
     }

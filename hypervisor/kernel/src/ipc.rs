@@ -56,14 +56,23 @@ pub fn page_flags(rights: u8) -> u64 {
 pub fn delegate(k: &mut Kernel, src: PdId, dst: PdId, crd: Crd, dst_base: u64) -> KResult<Crd> {
     match crd.kind() {
         CrdKind::Memory => {
-            let m = k.mem.delegate(src, crd.base(), crd.order(), dst, dst_base, crd.rights()).map_err(map_err)?;
-            if m.base << 12 >= paging::USER_END || (m.base + (1 << m.order)) << 12 > paging::USER_END {
+            let m = k
+                .mem
+                .delegate(src, crd.base(), crd.order(), dst, dst_base, crd.rights())
+                .map_err(map_err)?;
+            if m.base << 12 >= paging::USER_END
+                || (m.base + (1 << m.order)) << 12 > paging::USER_END
+            {
                 let removed = k.mem.revoke(dst, m.base, m.order, true);
                 drop(removed);
                 return Err(Status::BadParameter);
             }
             let pd = k.pds.get_mut(dst).ok_or(Status::BadCapability)?;
-            if pd.space.map(m.base << 12, m.payload << 12, m.order, page_flags(m.rights)).is_err() {
+            if pd
+                .space
+                .map(m.base << 12, m.payload << 12, m.order, page_flags(m.rights))
+                .is_err()
+            {
                 let removed = k.mem.revoke(dst, m.base, m.order, true);
                 k.removed_memory(removed);
                 return Err(Status::OutOfMemory);
@@ -71,7 +80,9 @@ pub fn delegate(k: &mut Kernel, src: PdId, dst: PdId, crd: Crd, dst_base: u64) -
             Ok(Crd::mem(m.base, m.order, m.rights))
         }
         CrdKind::Io => {
-            let m = k.io.delegate(src, crd.base(), crd.order(), dst, dst_base, 1).map_err(map_err)?;
+            let m =
+                k.io.delegate(src, crd.base(), crd.order(), dst, dst_base, 1)
+                    .map_err(map_err)?;
             let pd = k.pds.get_mut(dst).ok_or(Status::BadCapability)?;
             for port in m.base..(m.base + (1u64 << m.order)).min(65536) {
                 pd.io_bitmap[(port / 8) as usize] &= !(1 << (port % 8));
@@ -83,7 +94,10 @@ pub fn delegate(k: &mut Kernel, src: PdId, dst: PdId, crd: Crd, dst_base: u64) -
             if crd.order() != 0 || dst_base == 0 {
                 return Err(Status::BadParameter);
             }
-            let m = k.obj.delegate(src, crd.base(), 0, dst, dst_base, crd.rights()).map_err(map_err)?;
+            let m = k
+                .obj
+                .delegate(src, crd.base(), 0, dst, dst_base, crd.rights())
+                .map_err(map_err)?;
             Ok(Crd::obj(m.base, m.rights))
         }
         CrdKind::Null => Err(Status::BadParameter),
@@ -93,7 +107,9 @@ pub fn delegate(k: &mut Kernel, src: PdId, dst: PdId, crd: Crd, dst_base: u64) -
 /// Copies the message of `from` into the UTCB of `to`, performing its delegations
 /// into the receiver's windows. Failed items arrive as null CRDs.
 fn transfer(k: &mut Kernel, from: EcId, to: EcId) {
-    let (Some(src), Some(dst)) = (utcb_pa(k, from), utcb_pa(k, to)) else { return };
+    let (Some(src), Some(dst)) = (utcb_pa(k, from), utcb_pa(k, to)) else {
+        return;
+    };
     let (untyped, typed) = header(src);
     for i in 0..untyped + 2 * typed {
         set_word(dst, i, word(src, i));
@@ -102,7 +118,8 @@ fn transfer(k: &mut Kernel, from: EcId, to: EcId) {
     if typed == 0 {
         return;
     }
-    let (Some(src_pd), Some(dst_pd)) = (k.ecs.get(from).map(|e| e.pd), k.ecs.get(to).map(|e| e.pd)) else {
+    let (Some(src_pd), Some(dst_pd)) = (k.ecs.get(from).map(|e| e.pd), k.ecs.get(to).map(|e| e.pd))
+    else {
         return;
     };
     let recv_obj = Crd(phys::read(dst + 8));
@@ -110,10 +127,16 @@ fn transfer(k: &mut Kernel, from: EcId, to: EcId) {
     for i in 0..typed {
         let crd = Crd(word(src, untyped + 2 * i));
         let offset = word(src, untyped + 2 * i + 1);
-        let window = if crd.kind() == CrdKind::Memory { recv_mem } else { recv_obj };
+        let window = if crd.kind() == CrdKind::Memory {
+            recv_mem
+        } else {
+            recv_obj
+        };
         let fits = window.kind() != CrdKind::Null
             && crd.order() <= window.order()
-            && offset.checked_add(1u64 << crd.order()).is_some_and(|end| end <= 1u64 << window.order().min(62));
+            && offset
+                .checked_add(1u64 << crd.order())
+                .is_some_and(|end| end <= 1u64 << window.order().min(62));
         let result = if fits {
             delegate(k, src_pd, dst_pd, crd, window.base() + offset).unwrap_or(Crd::NULL)
         } else {
@@ -149,7 +172,11 @@ fn enter_portal(k: &mut Kernel, caller: EcId, pt: Id, exception: bool) -> KResul
     c.callee = Some(handler);
     c.state = EcState::Calling;
     if busy {
-        k.ecs.get_mut(handler).expect("checked").waiters.push_back((caller, pt, exception));
+        k.ecs
+            .get_mut(handler)
+            .expect("checked")
+            .waiters
+            .push_back((caller, pt, exception));
     } else {
         start_call(k, caller, handler, pt, exception);
     }
@@ -197,9 +224,14 @@ fn start_call(k: &mut Kernel, caller: EcId, handler: EcId, pt: Id, exception: bo
 /// `reply`: answers the call the current (local) EC serves.
 pub fn reply(k: &mut Kernel, handler: EcId) -> KResult<()> {
     let h = k.ecs.get(handler).ok_or(Status::BadCapability)?;
-    let Some(caller) = h.caller else { return Err(Status::BadParameter) };
+    let Some(caller) = h.caller else {
+        return Err(Status::BadParameter);
+    };
     let exception = h.serving_exception;
-    let caller_alive = k.ecs.get(caller).is_some_and(|c| c.state == EcState::Calling && c.callee == Some(handler));
+    let caller_alive = k
+        .ecs
+        .get(caller)
+        .is_some_and(|c| c.state == EcState::Calling && c.callee == Some(handler));
     if caller_alive {
         if exception {
             finish_exception(k, handler, caller);
@@ -229,9 +261,11 @@ pub fn reply(k: &mut Kernel, handler: EcId) -> KResult<()> {
 /// An exception reply: word 0 says resume or kill; words 1 and 2 (if sent) set
 /// RIP and RSP; typed items map memory at absolute addresses of the faulting PD.
 fn finish_exception(k: &mut Kernel, handler: EcId, faulter: EcId) {
-    let (Some(src), Some(h_pd), Some(f_pd)) =
-        (utcb_pa(k, handler), k.ecs.get(handler).map(|e| e.pd), k.ecs.get(faulter).map(|e| e.pd))
-    else {
+    let (Some(src), Some(h_pd), Some(f_pd)) = (
+        utcb_pa(k, handler),
+        k.ecs.get(handler).map(|e| e.pd),
+        k.ecs.get(faulter).map(|e| e.pd),
+    ) else {
         return;
     };
     let (untyped, typed) = header(src);
@@ -240,7 +274,11 @@ fn finish_exception(k: &mut Kernel, handler: EcId, faulter: EcId) {
         let dst = word(src, untyped + 2 * i + 1);
         let _ = delegate(k, h_pd, f_pd, crd, dst);
     }
-    let action = if untyped > 0 { word(src, 0) } else { exc::RESUME };
+    let action = if untyped > 0 {
+        word(src, 0)
+    } else {
+        exc::RESUME
+    };
     let f = k.ecs.get_mut(faulter).expect("faulter");
     f.callee = None;
     f.state = EcState::Ready;
@@ -256,9 +294,16 @@ fn finish_exception(k: &mut Kernel, handler: EcId, faulter: EcId) {
 /// Starts the next queued call on a handler that just became free.
 fn serve_next(k: &mut Kernel, handler: EcId) {
     loop {
-        let Some(h) = k.ecs.get_mut(handler) else { return };
-        let Some((w, pt, exception)) = h.waiters.pop_front() else { return };
-        if k.ecs.get(w).is_some_and(|e| e.state == EcState::Calling && e.callee == Some(handler)) {
+        let Some(h) = k.ecs.get_mut(handler) else {
+            return;
+        };
+        let Some((w, pt, exception)) = h.waiters.pop_front() else {
+            return;
+        };
+        if k.ecs
+            .get(w)
+            .is_some_and(|e| e.state == EcState::Calling && e.callee == Some(handler))
+        {
             start_call(k, w, handler, pt, exception);
             if let Some(sc) = sc_of(k, w) {
                 enqueue(k, sc);
@@ -387,13 +432,23 @@ pub fn sm_up(k: &mut Kernel, sm: SmId) {
 
 /// Semaphore down (`zero`: take the whole count). Returns `Ok(Some(value))` if it
 /// completed, `Ok(None)` if the EC blocked.
-pub fn sm_down(k: &mut Kernel, ec: EcId, sm: SmId, zero: bool, timeout_us: u64) -> KResult<Option<u64>> {
+pub fn sm_down(
+    k: &mut Kernel,
+    ec: EcId,
+    sm: SmId,
+    zero: bool,
+    timeout_us: u64,
+) -> KResult<Option<u64>> {
     let s = k.sms.get_mut(sm).ok_or(Status::BadCapability)?;
     if let Some(g) = s.gsi {
         crate::trap::unmask_gsi(g);
     }
     if s.count > 0 {
-        let taken = if zero { core::mem::take(&mut s.count) } else { 1 };
+        let taken = if zero {
+            core::mem::take(&mut s.count)
+        } else {
+            1
+        };
         if !zero {
             s.count -= 1;
         }
@@ -404,7 +459,8 @@ pub fn sm_down(k: &mut Kernel, ec: EcId, sm: SmId, zero: bool, timeout_us: u64) 
     let e = k.ecs.get_mut(ec).ok_or(Status::BadCapability)?;
     e.state = EcState::Blocked(sm);
     if timeout_us > 0 {
-        let deadline = cpu::rdtsc().saturating_add(timeout_us.saturating_mul(crate::arch::apic::tsc_per_us()));
+        let deadline =
+            cpu::rdtsc().saturating_add(timeout_us.saturating_mul(crate::arch::apic::tsc_per_us()));
         e.deadline = Some(deadline);
         let cpu = e.cpu;
         k.sched.add_timeout(cpu, deadline, ec);
@@ -415,11 +471,19 @@ pub fn sm_down(k: &mut Kernel, ec: EcId, sm: SmId, zero: bool, timeout_us: u64) 
 /// Looks up what `crd` names in `pd` (the whole node containing its base).
 pub fn lookup(k: &Kernel, pd: PdId, crd: Crd) -> Crd {
     match crd.kind() {
-        CrdKind::Memory => k.mem.lookup(pd, crd.base()).map(|m| Crd::mem(m.base, m.order, m.rights)),
-        CrdKind::Io => k.io.lookup(pd, crd.base()).map(|m| Crd::io(m.base, m.order)),
-        CrdKind::Object => k.obj.lookup(pd, crd.base()).map(|m| Crd::obj(m.base, m.rights)),
+        CrdKind::Memory => k
+            .mem
+            .lookup(pd, crd.base())
+            .map(|m| Crd::mem(m.base, m.order, m.rights)),
+        CrdKind::Io => {
+            k.io.lookup(pd, crd.base())
+                .map(|m| Crd::io(m.base, m.order))
+        }
+        CrdKind::Object => k
+            .obj
+            .lookup(pd, crd.base())
+            .map(|m| Crd::obj(m.base, m.rights)),
         CrdKind::Null => None,
     }
     .unwrap_or(Crd::NULL)
 }
-

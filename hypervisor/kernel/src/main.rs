@@ -21,7 +21,7 @@ mod object;
 mod sched;
 mod trap;
 
-use arch::{apic, cpu, entry, paging, phys, smp};
+use arch::{apic, cpu, entry, paging, smp};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static CPUS_ONLINE: AtomicUsize = AtomicUsize::new(0);

@@ -71,7 +71,9 @@ impl BootInfo {
 }
 
 fn cstr_len(pa: u64) -> usize {
-    (0..4096).find(|&i| phys::read::<u8>(pa + i as u64) == 0).unwrap_or(0)
+    (0..4096)
+        .find(|&i| phys::read::<u8>(pa + i as u64) == 0)
+        .unwrap_or(0)
 }
 
 pub fn parse(magic: u32, info: u64) -> Result<BootInfo, &'static str> {
@@ -83,7 +85,10 @@ pub fn parse(magic: u32, info: u64) -> Result<BootInfo, &'static str> {
         module_count: 0,
         cmdline: (0, 0),
         rsdp: None,
-        info_range: Region { start: info, end: info + 4096 },
+        info_range: Region {
+            start: info,
+            end: info + 4096,
+        },
     };
     match magic {
         MB1_MAGIC => parse_v1(&mut bi, info),
@@ -139,7 +144,10 @@ fn parse_v1(bi: &mut BootInfo, info: u64) {
 fn parse_v2(bi: &mut BootInfo, info: u64) {
     bi.version = 2;
     let total = phys::read::<u32>(info) as u64;
-    bi.info_range = Region { start: info, end: info + total };
+    bi.info_range = Region {
+        start: info,
+        end: info + total,
+    };
     let mut p = info + 8;
     while p + 8 <= info + total {
         let kind: u32 = phys::read(p);

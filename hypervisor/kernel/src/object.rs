@@ -10,8 +10,8 @@
 //! All kernel state sits in one `Kernel` value behind the big kernel lock (see
 //! `trap`); nothing here touches hardware except through `arch`.
 
-use crate::arch::entry::Frame;
 use crate::arch::cpu::{FpuState, USER_CS, USER_DS};
+use crate::arch::entry::Frame;
 use crate::arch::paging::AddressSpace;
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -32,7 +32,10 @@ pub struct Slab<T> {
 
 impl<T> Slab<T> {
     pub const fn new() -> Self {
-        Slab { items: Vec::new(), free: Vec::new() }
+        Slab {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
     }
     pub fn insert(&mut self, t: T) -> Id {
         if let Some(index) = self.free.pop() {
@@ -42,7 +45,10 @@ impl<T> Slab<T> {
             Id { index, gen: slot.0 }
         } else {
             self.items.push((0, Some(t)));
-            Id { index: self.items.len() as u32 - 1, gen: 0 }
+            Id {
+                index: self.items.len() as u32 - 1,
+                gen: 0,
+            }
         }
     }
     pub fn get(&self, id: Id) -> Option<&T> {
@@ -65,9 +71,6 @@ impl<T> Slab<T> {
             }
             _ => None,
         }
-    }
-    pub fn len(&self) -> usize {
-        self.items.len() - self.free.len()
     }
 }
 
@@ -107,7 +110,6 @@ pub struct Pd {
     pub parent: Option<PdId>,
     /// Where the root capability of this PD lives.
     pub root_cap: (PdId, u64),
-    pub name: [u8; 16],
     /// Bumped whenever memory is unmapped (CPUs flush their TLB when it changes).
     pub tlb_gen: u64,
 }
@@ -162,7 +164,14 @@ pub struct Ec {
 
 impl Ec {
     pub fn new_regs(ip: u64, sp: u64) -> Frame {
-        Frame { rip: ip, rsp: sp, cs: USER_CS as u64, ss: USER_DS as u64, rflags: 0x202, ..Default::default() }
+        Frame {
+            rip: ip,
+            rsp: sp,
+            cs: USER_CS as u64,
+            ss: USER_DS as u64,
+            rflags: 0x202,
+            ..Default::default()
+        }
     }
 }
 
@@ -299,10 +308,12 @@ impl Kernel {
         if sel == 0 || sel >= hyper_abi::sel::LIMIT {
             return Err(Status::BadParameter);
         }
-        self.obj.insert_root(pd, sel, 0, hyper_abi::obj_rights::ALL, obj).map_err(|e| match e {
-            mapdb::Error::Overlap => Status::Occupied,
-            _ => Status::BadParameter,
-        })
+        self.obj
+            .insert_root(pd, sel, 0, hyper_abi::obj_rights::ALL, obj)
+            .map_err(|e| match e {
+                mapdb::Error::Overlap => Status::Occupied,
+                _ => Status::BadParameter,
+            })
     }
 
     /// Checks that `sel` of `pd` is free (before creating an object for it).
@@ -323,7 +334,9 @@ impl Kernel {
         while let Some(m) = work.pop() {
             let at = (m.space, m.base);
             let more = match m.payload {
-                ObjRef::Pd(id) if self.pds.get(id).is_some_and(|p| p.root_cap == at) => self.destroy_pd(id),
+                ObjRef::Pd(id) if self.pds.get(id).is_some_and(|p| p.root_cap == at) => {
+                    self.destroy_pd(id)
+                }
                 ObjRef::Ec(id) if self.ecs.get(id).is_some_and(|e| e.root_cap == at) => {
                     self.destroy_ec(id);
                     Vec::new()
@@ -380,7 +393,12 @@ impl Kernel {
             .items
             .iter()
             .enumerate()
-            .filter_map(|(i, (g, e))| e.as_ref().filter(|e| e.pd == id).map(|_| Id { index: i as u32, gen: *g }))
+            .filter_map(|(i, (g, e))| {
+                e.as_ref().filter(|e| e.pd == id).map(|_| Id {
+                    index: i as u32,
+                    gen: *g,
+                })
+            })
             .collect();
         for ec in ecs {
             self.kill_ec(ec, "its protection domain was destroyed");
@@ -401,7 +419,11 @@ impl Kernel {
             return;
         }
         if ec.kind == EcKind::Global || ec.caller.is_some() {
-            crate::kprintln!("kernel: EC {} of PD {} killed: {why}", id.index, crate::trap::pd_name(self, ec.pd));
+            crate::kprintln!(
+                "kernel: EC {} of PD {} killed: {why}",
+                id.index,
+                crate::trap::pd_name(self, ec.pd)
+            );
         }
         crate::ipc::abort_ec(self, id);
     }

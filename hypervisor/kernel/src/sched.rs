@@ -46,7 +46,10 @@ impl Scheduler {
                 tlb: None,
             })
             .collect();
-        Scheduler { cpus, apic_ids: alloc::vec![0; n] }
+        Scheduler {
+            cpus,
+            apic_ids: alloc::vec![0; n],
+        }
     }
 
     pub fn dequeue(&mut self, sc: ScId) {
@@ -158,7 +161,9 @@ fn head_ec(k: &Kernel, sc: ScId) -> Option<EcId> {
         match (e.state, e.callee) {
             (EcState::Ready, _) => return Some(ec),
             // a dead caller's handler still finishes the call it serves
-            (EcState::Calling | EcState::Dead, Some(h)) if k.ecs.get(h).is_some_and(|h| h.caller == Some(ec)) => {
+            (EcState::Calling | EcState::Dead, Some(h))
+                if k.ecs.get(h).is_some_and(|h| h.caller == Some(ec)) =>
+            {
                 ec = h
             }
             _ => return None,

@@ -44,7 +44,11 @@ pub fn line_to_gsi(n: u32) -> Option<(u32, bool, bool)> {
             None => (n, false, false),
         });
     }
-    let claimed = p.overrides.iter().flatten().any(|o| o.gsi == n && o.irq as u32 != n);
+    let claimed = p
+        .overrides
+        .iter()
+        .flatten()
+        .any(|o| o.gsi == n && o.irq as u32 != n);
     (!claimed).then_some((n, true, true))
 }
 
@@ -61,13 +65,25 @@ fn gsi_mode(gsi: u32) -> (bool, bool) {
 }
 
 fn ioapic_for(gsi: u32) -> Option<apic::IoApic> {
-    PLATFORM.get()?.ioapics.iter().find(|io| gsi >= io.gsi_base && gsi < io.gsi_base + io.count).copied()
+    PLATFORM
+        .get()?
+        .ioapics
+        .iter()
+        .find(|io| gsi >= io.gsi_base && gsi < io.gsi_base + io.count)
+        .copied()
 }
 
 pub fn route_gsi(gsi: u32, apic_id: u32) {
     if let Some(io) = ioapic_for(gsi) {
         let (level, low) = gsi_mode(gsi);
-        io.route(gsi, apic::VECTOR_GSI_BASE + gsi as u8, apic_id, level, low, false);
+        io.route(
+            gsi,
+            apic::VECTOR_GSI_BASE + gsi as u8,
+            apic_id,
+            level,
+            low,
+            false,
+        );
     }
 }
 
@@ -173,7 +189,11 @@ extern "C" fn trap_entry(frame: &mut Frame) -> ! {
     let next = {
         let mut guard = KERNEL.lock();
         let k = guard.as_mut().expect("kernel state");
-        let ec = if from_user { save_user(k, cpu, frame) } else { None };
+        let ec = if from_user {
+            save_user(k, cpu, frame)
+        } else {
+            None
+        };
         if vector < 32 {
             if let Some(ec) = ec {
                 if let Some(e) = k.ecs.get_mut(ec) {

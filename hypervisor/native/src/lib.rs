@@ -103,7 +103,9 @@ impl Write for Console {
         for chunk in s.as_bytes().chunks(256) {
             let u = utcb();
             // SAFETY: the UTCB words are plain memory of this thread; the bytes fit.
-            let dst = unsafe { core::slice::from_raw_parts_mut(u.words.as_mut_ptr() as *mut u8, chunk.len()) };
+            let dst = unsafe {
+                core::slice::from_raw_parts_mut(u.words.as_mut_ptr() as *mut u8, chunk.len())
+            };
             dst.copy_from_slice(chunk);
             let _ = syscall::console_write(chunk.len());
         }
@@ -125,7 +127,9 @@ pub fn print_at(utcb_addr: u64, args: fmt::Arguments) {
     for chunk in line.as_bytes().chunks(256) {
         let u = utcb_at(utcb_addr);
         // SAFETY: the UTCB words are plain memory of the calling EC; the bytes fit.
-        let dst = unsafe { core::slice::from_raw_parts_mut(u.words.as_mut_ptr() as *mut u8, chunk.len()) };
+        let dst = unsafe {
+            core::slice::from_raw_parts_mut(u.words.as_mut_ptr() as *mut u8, chunk.len())
+        };
         dst.copy_from_slice(chunk);
         let _ = syscall::console_write(chunk.len());
     }
@@ -152,7 +156,10 @@ pub mod heap {
     static mut AREA: [u8; 1 << 20] = [0; 1 << 20];
     pub fn init() {
         // SAFETY: called once at start, before any allocation; AREA is used only here.
-        unsafe { HEAP.lock().init(core::ptr::addr_of_mut!(AREA) as *mut u8, 1 << 20) };
+        unsafe {
+            HEAP.lock()
+                .init(core::ptr::addr_of_mut!(AREA) as *mut u8, 1 << 20)
+        };
     }
 }
 
@@ -178,7 +185,7 @@ macro_rules! entry {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;

@@ -78,20 +78,39 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 }
 
 fn module(hip: &Hip, name: &str) -> Option<&'static [u8]> {
-    hip.modules[..hip.module_count as usize].iter().find_map(|m| {
-        let cmd = native::cstr(&m.cmdline);
-        (cmd.split(' ').next() == Some(name)).then(|| {
-            // SAFETY: the kernel maps every boot module at PHYS_WINDOW + its address.
-            unsafe { core::slice::from_raw_parts((sel::PHYS_WINDOW + m.base) as *const u8, m.size as usize) }
+    hip.modules[..hip.module_count as usize]
+        .iter()
+        .find_map(|m| {
+            let cmd = native::cstr(&m.cmdline);
+            (cmd.split(' ').next() == Some(name)).then(|| {
+                // SAFETY: the kernel maps every boot module at PHYS_WINDOW + its address.
+                unsafe {
+                    core::slice::from_raw_parts(
+                        (sel::PHYS_WINDOW + m.base) as *const u8,
+                        m.size as usize,
+                    )
+                }
+            })
         })
-    })
 }
 
 fn main(hip: &Hip) {
-    let ram: u64 = hip.mem[..hip.mem_count as usize].iter().map(|m| m.size).sum();
-    rprintln!("started on {} CPUs with {} MiB of RAM and {} boot modules", hip.cpu_count, ram >> 20, hip.module_count);
+    let ram: u64 = hip.mem[..hip.mem_count as usize]
+        .iter()
+        .map(|m| m.size)
+        .sum();
+    rprintln!(
+        "started on {} CPUs with {} MiB of RAM and {} boot modules",
+        hip.cpu_count,
+        ram >> 20,
+        hip.module_count
+    );
     let pool = Pool::new(&hip.mem[..hip.mem_count as usize]);
-    *STATE.lock() = Some(State { components: Vec::new(), services: Vec::new(), pool });
+    *STATE.lock() = Some(State {
+        components: Vec::new(),
+        services: Vec::new(),
+        pool,
+    });
 
     let Some(text) = module(hip, "config") else {
         rprintln!("no boot module named \"config\": nothing to start");
@@ -143,16 +162,36 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
 /// Component-side addresses.
 const STACK_PAGES: u64 = 16;
 
-fn start(hip: &Hip, cfg: &boot_config::BootConfig, index: usize, c: &boot_config::Component, handlers: &[u64]) -> Result<(), String> {
+fn start(
+    hip: &Hip,
+    cfg: &boot_config::BootConfig,
+    index: usize,
+    c: &boot_config::Component,
+    handlers: &[u64],
+) -> Result<(), String> {
     use alloc::format;
-    let image = module(hip, &c.binary).ok_or_else(|| format!("no boot module named \"{}\"", c.binary))?;
-    let elf = elf_loader::Elf::parse(image).map_err(|e| format!("{} is not a loadable program: {e}", c.binary))?;
+    let image =
+        module(hip, &c.binary).ok_or_else(|| format!("no boot module named \"{}\"", c.binary))?;
+    let elf = elf_loader::Elf::parse(image)
+        .map_err(|e| format!("{} is not a loadable program: {e}", c.binary))?;
     if c.cpu >= hip.cpu_count {
-        return Err(format!("CPU {} does not exist ({} CPUs)", c.cpu, hip.cpu_count));
+        return Err(format!(
+            "CPU {} does not exist ({} CPUs)",
+            c.cpu, hip.cpu_count
+        ));
     }
-    let pages_needed = elf.segments().map(|s| ((s.vaddr + s.mem_size + 0xfff) >> 12) - (s.vaddr >> 12)).sum::<u64>() + STACK_PAGES + 1;
+    let pages_needed = elf
+        .segments()
+        .map(|s| ((s.vaddr + s.mem_size + 0xfff) >> 12) - (s.vaddr >> 12))
+        .sum::<u64>()
+        + STACK_PAGES
+        + 1;
     if pages_needed * 4096 > c.memory {
-        return Err(format!("needs at least {} KiB but its memory quota is {} KiB", pages_needed * 4, c.memory / 1024));
+        return Err(format!(
+            "needs at least {} KiB but its memory quota is {} KiB",
+            pages_needed * 4,
+            c.memory / 1024
+        ));
     }
     let hs = |e: Status| format!("hypercall failed: {}", e.name());
     let pd = new_sel();
@@ -160,10 +199,17 @@ fn start(hip: &Hip, cfg: &boot_config::BootConfig, index: usize, c: &boot_config
     let give = |dst_page: u64, rights: u8, fill: &dyn Fn(&mut [u8])| -> Result<(), String> {
         let pa = with_state(|s| s.pool.alloc(1)).ok_or("roottask out of memory")?;
         // SAFETY: the page was just taken from our pool and is mapped in the physical window.
-        let bytes = unsafe { core::slice::from_raw_parts_mut((sel::PHYS_WINDOW + pa) as *mut u8, 4096) };
+        let bytes =
+            unsafe { core::slice::from_raw_parts_mut((sel::PHYS_WINDOW + pa) as *mut u8, 4096) };
         bytes.fill(0);
         fill(bytes);
-        syscall::delegate(pd, Crd::mem((sel::PHYS_WINDOW + pa) >> 12, 0, rights), dst_page).map(|_| ()).map_err(hs)
+        syscall::delegate(
+            pd,
+            Crd::mem((sel::PHYS_WINDOW + pa) >> 12, 0, rights),
+            dst_page,
+        )
+        .map(|_| ())
+        .map_err(hs)
     };
     for seg in elf.segments() {
         let rights = mem_rights::R
@@ -183,43 +229,73 @@ fn start(hip: &Hip, cfg: &boot_config::BootConfig, index: usize, c: &boot_config
         }
     }
     for i in 1..=STACK_PAGES {
-        give((native::STACK_TOP >> 12) - i, mem_rights::R | mem_rights::W, &|_| {})?;
+        give(
+            (native::STACK_TOP >> 12) - i,
+            mem_rights::R | mem_rights::W,
+            &|_| {},
+        )?;
     }
-    give(native::START_INFO >> 12, mem_rights::R, &|bytes: &mut [u8]| {
-        // SAFETY: the page is zeroed and large enough for a StartInfo.
-        let info = unsafe { &mut *(bytes.as_mut_ptr() as *mut StartInfo) };
-        for (d, s) in info.name.iter_mut().zip(c.name.bytes()) {
-            *d = s;
-        }
-        let args = c.args.join(" ");
-        for (d, s) in info.args.iter_mut().take(255).zip(args.bytes()) {
-            *d = s;
-        }
-        info.cpu = c.cpu;
-        info.irq_count = c.irqs.len() as u32;
-        info.cpu_count = hip.cpu_count;
-        info.tsc_per_us = hip.tsc_per_us;
-    })?;
+    give(
+        native::START_INFO >> 12,
+        mem_rights::R,
+        &|bytes: &mut [u8]| {
+            // SAFETY: the page is zeroed and large enough for a StartInfo.
+            let info = unsafe { &mut *(bytes.as_mut_ptr() as *mut StartInfo) };
+            for (d, s) in info.name.iter_mut().zip(c.name.bytes()) {
+                *d = s;
+            }
+            let args = c.args.join(" ");
+            for (d, s) in info.args.iter_mut().take(255).zip(args.bytes()) {
+                *d = s;
+            }
+            info.cpu = c.cpu;
+            info.irq_count = c.irqs.len() as u32;
+            info.cpu_count = hip.cpu_count;
+            info.tsc_per_us = hip.tsc_per_us;
+        },
+    )?;
     // exception portals and the parent portal, all served by the handler of its CPU
     let handler = handlers[c.cpu as usize];
     let badge = (c.cpu as u64) << 32 | index as u64;
     for v in 0..exc::PORTALS {
         let pt = new_sel();
-        syscall::create_pt(pt, handler, exception_entry as usize as u64, badge).map_err(hs)?;
+        syscall::create_pt(
+            pt,
+            handler,
+            exception_entry as *const () as usize as u64,
+            badge,
+        )
+        .map_err(hs)?;
         syscall::delegate(pd, Crd::obj(pt, obj_rights::USE), native::EVT_BASE + v).map_err(hs)?;
     }
     let pt = new_sel();
-    syscall::create_pt(pt, handler, parent_entry as usize as u64, badge).map_err(hs)?;
+    syscall::create_pt(
+        pt,
+        handler,
+        parent_entry as *const () as usize as u64,
+        badge,
+    )
+    .map_err(hs)?;
     syscall::delegate(pd, Crd::obj(pt, obj_rights::USE), native::PARENT).map_err(hs)?;
     for (i, &irq) in c.irqs.iter().enumerate() {
         let sm = sel::GSI_BASE + irq as u64;
-        syscall::assign_gsi(sm, c.cpu).map_err(|e| format!("interrupt line {irq}: {}", e.name()))?;
-        syscall::delegate(pd, Crd::obj(sm, obj_rights::USE), native::IRQ_BASE + i as u64).map_err(hs)?;
+        syscall::assign_gsi(sm, c.cpu)
+            .map_err(|e| format!("interrupt line {irq}: {}", e.name()))?;
+        syscall::delegate(
+            pd,
+            Crd::obj(sm, obj_rights::USE),
+            native::IRQ_BASE + i as u64,
+        )
+        .map_err(hs)?;
     }
     for r in &c.ioports {
         let (mut p, end) = (r.first as u64, r.last as u64 + 1);
         while p < end {
-            let mut order = if p == 0 { 16 } else { p.trailing_zeros().min(16) as u8 };
+            let mut order = if p == 0 {
+                16
+            } else {
+                p.trailing_zeros().min(16) as u8
+            };
             while p + (1 << order) > end {
                 order -= 1;
             }
@@ -278,7 +354,12 @@ fn destroy(s: &mut State, index: usize) {
 extern "C" fn exception_entry(badge: u64) -> ! {
     let u = handler_utcb(badge);
     let index = (badge & 0xffff_ffff) as usize;
-    let (vector, error, addr, rip) = (u.words[exc::VECTOR], u.words[exc::ERROR], u.words[exc::ADDR], u.words[exc::RIP]);
+    let (vector, error, addr, rip) = (
+        u.words[exc::VECTOR],
+        u.words[exc::ERROR],
+        u.words[exc::ADDR],
+        u.words[exc::RIP],
+    );
     let at = HANDLER_UTCB + (badge >> 32) * 0x1000;
     let mut st = STATE.lock();
     let s = st.as_mut().expect("state");
@@ -292,10 +373,18 @@ extern "C" fn exception_entry(badge: u64) -> ! {
                 (c.name.clone(), c.faults)
             });
             if let Some((name, 1)) = name {
-                native::print_at(at, format_args!("roottask: pager: mapped a page at {addr:#x} for {name}\n"));
+                native::print_at(
+                    at,
+                    format_args!("roottask: pager: mapped a page at {addr:#x} for {name}\n"),
+                );
             }
             u.words[0] = exc::RESUME;
-            u.words[1] = Crd::mem((sel::PHYS_WINDOW + pa) >> 12, 0, mem_rights::R | mem_rights::W).0;
+            u.words[1] = Crd::mem(
+                (sel::PHYS_WINDOW + pa) >> 12,
+                0,
+                mem_rights::R | mem_rights::W,
+            )
+            .0;
             u.words[2] = addr >> 12;
             u.untyped = 1;
             u.typed = 1;
@@ -303,7 +392,11 @@ extern "C" fn exception_entry(badge: u64) -> ! {
             reply();
         }
     }
-    let name = s.components.get(index).map(|c| c.name.clone()).unwrap_or_default();
+    let name = s
+        .components
+        .get(index)
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
     let reason = match vector {
         0 => "divide error",
         3 => "breakpoint",
@@ -343,7 +436,11 @@ extern "C" fn parent_entry(badge: u64) -> ! {
     };
     let mut st = STATE.lock();
     let s = st.as_mut().expect("state");
-    let who = s.components.get(index).map(|c| c.name.clone()).unwrap_or_default();
+    let who = s
+        .components
+        .get(index)
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
     let mut status = 1u64;
     let mut typed = 0;
     let untyped_in = u.untyped as usize;
@@ -351,21 +448,39 @@ extern "C" fn parent_entry(badge: u64) -> ! {
         parent::OP_REGISTER if untyped_in >= 5 && u.typed == 1 => {
             let name = name_of(&u.words[1..5]);
             let got = Crd(u.words[untyped_in]);
-            let allowed = s.components.get(index).is_some_and(|c| c.provides.contains(&name));
-            if got.kind() == CrdKind::Object && allowed && !s.services.iter().any(|x| x.name == name) {
-                s.services.push(Service { name: name.clone(), portal: got.base() });
+            let allowed = s
+                .components
+                .get(index)
+                .is_some_and(|c| c.provides.contains(&name));
+            if got.kind() == CrdKind::Object
+                && allowed
+                && !s.services.iter().any(|x| x.name == name)
+            {
+                s.services.push(Service {
+                    name: name.clone(),
+                    portal: got.base(),
+                });
                 // the next capability lands in a fresh slot
                 u.recv_obj = Crd::new(CrdKind::Object, new_sel(), 0, 0);
-                native::print_at(at, format_args!("roottask: {who} registered service \"{name}\"\n"));
+                native::print_at(
+                    at,
+                    format_args!("roottask: {who} registered service \"{name}\"\n"),
+                );
                 status = 0;
             } else {
-                native::print_at(at, format_args!("roottask: {who} may not register service \"{name}\"\n"));
+                native::print_at(
+                    at,
+                    format_args!("roottask: {who} may not register service \"{name}\"\n"),
+                );
             }
         }
         parent::OP_LOOKUP if untyped_in >= 6 => {
             let name = name_of(&u.words[1..5]);
             let offset = u.words[5];
-            let allowed = s.components.get(index).is_some_and(|c| c.uses.contains(&name));
+            let allowed = s
+                .components
+                .get(index)
+                .is_some_and(|c| c.uses.contains(&name));
             match s.services.iter().find(|x| x.name == name) {
                 Some(svc) if allowed => {
                     u.words[1] = Crd::obj(svc.portal, obj_rights::USE).0;
@@ -373,12 +488,18 @@ extern "C" fn parent_entry(badge: u64) -> ! {
                     typed = 1;
                     status = 0;
                 }
-                _ => native::print_at(at, format_args!("roottask: {who} asked for service \"{name}\": refused\n")),
+                _ => native::print_at(
+                    at,
+                    format_args!("roottask: {who} asked for service \"{name}\": refused\n"),
+                ),
             }
         }
         parent::OP_EXIT if untyped_in >= 2 => {
             let code = u.words[1] as i64 as i32;
-            native::print_at(at, format_args!("roottask: component {who} exited with code {code}\n"));
+            native::print_at(
+                at,
+                format_args!("roottask: component {who} exited with code {code}\n"),
+            );
             destroy(s, index);
             status = 0;
         }

@@ -17,7 +17,12 @@ impl Pool {
         for (b, m) in blocks.iter_mut().zip(mem) {
             *b = (m.base, m.base + m.size);
         }
-        Pool { blocks, count: mem.len(), current: 0, next: mem.first().map(|m| m.base).unwrap_or(0) }
+        Pool {
+            blocks,
+            count: mem.len(),
+            current: 0,
+            next: mem.first().map(|m| m.base).unwrap_or(0),
+        }
     }
 
     /// `pages` contiguous pages; their physical address.

@@ -11,25 +11,27 @@ use native::{println, Rng};
 native::entry!(main);
 
 fn interesting(rng: &mut Rng) -> u64 {
-    match rng.next() % 8 {
-        0 => rng.next(),
-        1 => rng.next() % 4096,
-        2 => u64::MAX - rng.next() % 16,
-        3 => 1 << (rng.next() % 64),
-        4 => native::FREE_SEL + rng.next() % 64,
-        5 => rng.next() % 16,
-        6 => Crd::new(
-            match rng.next() % 4 {
-                0 => CrdKind::Null,
-                1 => CrdKind::Memory,
-                2 => CrdKind::Io,
-                _ => CrdKind::Object,
-            },
-            rng.next() % 0x1_0000,
-            (rng.next() % 40) as u8,
-            (rng.next() % 32) as u8,
-        )
-        .0,
+    match rng.next_u64() % 8 {
+        0 => rng.next_u64(),
+        1 => rng.next_u64() % 4096,
+        2 => u64::MAX - rng.next_u64() % 16,
+        3 => 1 << (rng.next_u64() % 64),
+        4 => native::FREE_SEL + rng.next_u64() % 64,
+        5 => rng.next_u64() % 16,
+        6 => {
+            Crd::new(
+                match rng.next_u64() % 4 {
+                    0 => CrdKind::Null,
+                    1 => CrdKind::Memory,
+                    2 => CrdKind::Io,
+                    _ => CrdKind::Object,
+                },
+                rng.next_u64() % 0x1_0000,
+                (rng.next_u64() % 40) as u8,
+                (rng.next_u64() % 32) as u8,
+            )
+            .0
+        }
         _ => 0,
     }
 }
@@ -37,12 +39,19 @@ fn interesting(rng: &mut Rng) -> u64 {
 fn main() -> i32 {
     let info = native::StartInfo::get();
     let seed: u64 = info.arg("seed").and_then(|s| s.parse().ok()).unwrap_or(1);
-    let count: u64 = info.arg("count").and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let count: u64 = info
+        .arg("count")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     println!("fuzz: {count} random hypercalls, seed {seed}");
     let mut rng = Rng(seed.max(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut tally = [0u64; 10];
     for _ in 0..count {
-        let n = if rng.next() % 16 == 0 { rng.next() % 64 } else { rng.next() % Hypercall::COUNT };
+        let n = if rng.next_u64().is_multiple_of(16) {
+            rng.next_u64() % 64
+        } else {
+            rng.next_u64() % Hypercall::COUNT
+        };
         let mut a = [0u64; 6];
         for x in a.iter_mut() {
             *x = interesting(&mut rng);
@@ -51,7 +60,10 @@ fn main() -> i32 {
         if n == Hypercall::Revoke as u64 && Crd(a[0]).kind() == CrdKind::Memory {
             a[1] = 0;
         }
-        if n == Hypercall::Revoke as u64 && Crd(a[0]).kind() == CrdKind::Object && Crd(a[0]).base() < native::FREE_SEL {
+        if n == Hypercall::Revoke as u64
+            && Crd(a[0]).kind() == CrdKind::Object
+            && Crd(a[0]).base() < native::FREE_SEL
+        {
             a[1] = 0; // keep our parent and exception portals
         }
         if n == Hypercall::EcCtrl as u64 && a[1] == EcOp::Exit as u64 {
@@ -63,7 +75,9 @@ fn main() -> i32 {
         if n == Hypercall::ConsoleWrite as u64 {
             a[0] = 0;
         }
-        if n == Hypercall::Call as u64 && (a[0] == native::PARENT || (native::EVT_BASE..native::EVT_BASE + 40).contains(&a[0])) {
+        if n == Hypercall::Call as u64
+            && (a[0] == native::PARENT || (native::EVT_BASE..native::EVT_BASE + 40).contains(&a[0]))
+        {
             a[0] = 0; // the roottask's portals would act on our behalf (exit, faults)
         }
         if n == Hypercall::Delegate as u64 && Crd(a[1]).kind() == CrdKind::Memory {

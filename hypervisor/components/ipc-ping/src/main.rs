@@ -25,7 +25,10 @@ fn echo(x: u64) -> Result<u64, Status> {
 
 fn main() -> i32 {
     let info = native::StartInfo::get();
-    let calls: u64 = info.arg("calls").and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let calls: u64 = info
+        .arg("calls")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     // the server may not have registered yet
     let mut found = false;
     for _ in 0..200 {
@@ -51,7 +54,9 @@ fn main() -> i32 {
         }
     }
     let cycles = (native::rdtsc() - t0) / calls.max(1);
-    println!("ping: {calls} IPC calls done, all answers correct ({cycles} TSC ticks per round trip)");
+    println!(
+        "ping: {calls} IPC calls done, all answers correct ({cycles} TSC ticks per round trip)"
+    );
 
     // a capability inside a message: the server ups our semaphore
     let _ = syscall::create_sm(SM, 0, None);
@@ -63,8 +68,14 @@ fn main() -> i32 {
     u.typed = 1;
     let sent = syscall::call(ECHO);
     u.typed = 0;
-    match (sent, u.words[0], syscall::sm_ctrl(SM, SmOp::Down, 1_000_000)) {
-        (Ok(()), 1, Ok(_)) => println!("ping: semaphore delegated inside a message was signalled by the server"),
+    match (
+        sent,
+        u.words[0],
+        syscall::sm_ctrl(SM, SmOp::Down, 1_000_000),
+    ) {
+        (Ok(()), 1, Ok(_)) => {
+            println!("ping: semaphore delegated inside a message was signalled by the server")
+        }
         other => {
             println!("ping: FAIL: delegation in a message: {other:?}");
             return 1;
@@ -82,7 +93,10 @@ fn main() -> i32 {
         println!("ping: FAIL: lazy memory read back {v:#x}");
         return 1;
     }
-    println!("ping: page fault at {:#x} resolved by the user-level pager", p as u64);
+    println!(
+        "ping: page fault at {:#x} resolved by the user-level pager",
+        p as u64
+    );
 
     // ask the server to revoke its portal, then expect calls to fail
     let u = native::utcb();
@@ -95,7 +109,10 @@ fn main() -> i32 {
     for _ in 0..500 {
         match echo(1) {
             Err(s) => {
-                println!("ping: call on the revoked portal failed with {} as expected", s.name());
+                println!(
+                    "ping: call on the revoked portal failed with {} as expected",
+                    s.name()
+                );
                 return 0;
             }
             Ok(_) => {

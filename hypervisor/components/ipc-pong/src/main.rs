@@ -28,7 +28,11 @@ extern "C" fn serve(_badge: u64) -> ! {
         0 => answer[0] = u.words[1].wrapping_add(1),
         1 => {
             let ok = u.typed == 1 && Crd(u.words[u.untyped as usize]).kind() == CrdKind::Object;
-            answer[0] = if ok && syscall::sm_ctrl(RECEIVED_SM, SmOp::Up, 0).is_ok() { 1 } else { 0 };
+            answer[0] = if ok && syscall::sm_ctrl(RECEIVED_SM, SmOp::Up, 0).is_ok() {
+                1
+            } else {
+                0
+            };
         }
         2 => {
             let _ = syscall::sm_ctrl(STOP, SmOp::Up, 0);
@@ -58,7 +62,7 @@ fn main() -> i32 {
     };
     syscall::create_ec(HANDLER, &p).expect("handler EC");
     native::utcb_at(HANDLER_UTCB).recv_obj = Crd::new(CrdKind::Object, RECEIVED_SM, 0, 0);
-    syscall::create_pt(PORTAL, HANDLER, serve as usize as u64, 0).expect("portal");
+    syscall::create_pt(PORTAL, HANDLER, serve as *const () as usize as u64, 0).expect("portal");
     syscall::create_sm(STOP, 0, None).expect("semaphore");
     native::parent::register("echo", PORTAL).expect("register echo");
     println!("pong: serving \"echo\"");

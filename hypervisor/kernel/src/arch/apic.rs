@@ -147,7 +147,9 @@ pub fn arm_timer(us: u64) {
         write(REG_TIMER_INIT, 0);
         return;
     }
-    let ticks = us.saturating_mul(TICKS_PER_US.load(Ordering::Relaxed)).clamp(1, u32::MAX as u64);
+    let ticks = us
+        .saturating_mul(TICKS_PER_US.load(Ordering::Relaxed))
+        .clamp(1, u32::MAX as u64);
     write(REG_LVT_TIMER, VECTOR_TIMER as u32);
     write(REG_TIMER_INIT, ticks as u32);
 }
@@ -170,7 +172,11 @@ impl IoApic {
         phys::write_volatile_u32(self.address + 0x10, v);
     }
     pub fn probe(address: u64, gsi_base: u32) -> Self {
-        let mut io = IoApic { address, gsi_base, count: 0 };
+        let mut io = IoApic {
+            address,
+            gsi_base,
+            count: 0,
+        };
         io.count = ((io.reg_read(1) >> 16) & 0xff) + 1;
         for i in 0..io.count {
             io.reg_write(0x10 + 2 * i, 1 << 16); // masked
@@ -178,7 +184,15 @@ impl IoApic {
         io
     }
     /// Routes `gsi` (which must be ours) to `vector` on the CPU with `apic_id`.
-    pub fn route(&self, gsi: u32, vector: u8, apic_id: u32, level: bool, active_low: bool, masked: bool) {
+    pub fn route(
+        &self,
+        gsi: u32,
+        vector: u8,
+        apic_id: u32,
+        level: bool,
+        active_low: bool,
+        masked: bool,
+    ) {
         let pin = gsi - self.gsi_base;
         let mut lo = vector as u32;
         if level {
@@ -196,6 +210,13 @@ impl IoApic {
     pub fn set_mask(&self, gsi: u32, masked: bool) {
         let pin = gsi - self.gsi_base;
         let lo = self.reg_read(0x10 + 2 * pin);
-        self.reg_write(0x10 + 2 * pin, if masked { lo | 1 << 16 } else { lo & !(1 << 16) });
+        self.reg_write(
+            0x10 + 2 * pin,
+            if masked {
+                lo | 1 << 16
+            } else {
+                lo & !(1 << 16)
+            },
+        );
     }
 }

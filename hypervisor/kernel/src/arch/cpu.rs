@@ -17,7 +17,6 @@ pub const MSR_EFER: u32 = 0xc000_0080;
 pub const MSR_STAR: u32 = 0xc000_0081;
 pub const MSR_LSTAR: u32 = 0xc000_0082;
 pub const MSR_FMASK: u32 = 0xc000_0084;
-pub const MSR_FS_BASE: u32 = 0xc000_0100;
 pub const MSR_GS_BASE: u32 = 0xc000_0101;
 pub const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 
@@ -66,11 +65,6 @@ pub fn write_cr3(pml4: u64) {
         // SAFETY: every address space shares the kernel half, so the kernel keeps running.
         unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack)) };
     }
-}
-
-pub fn invlpg(va: u64) {
-    // SAFETY: flushing a TLB entry has no other effect.
-    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack)) };
 }
 
 pub fn flush_tlb() {
@@ -183,7 +177,10 @@ pub fn load_tables(tables: &'static mut Tables, kstack_top: u64, ist_top: u64) {
             | ((tss_addr >> 24) & 0xff) << 56,
         tss_addr >> 32,
     ];
-    let gdtp = DescriptorPointer { limit: (8 * 8 - 1) as u16, base: tables.gdt.as_ptr() as u64 };
+    let gdtp = DescriptorPointer {
+        limit: (8 * 8 - 1) as u16,
+        base: tables.gdt.as_ptr() as u64,
+    };
     let idtp = DescriptorPointer {
         limit: (256 * 16 - 1) as u16,
         base: core::ptr::addr_of!(IDT) as u64,
@@ -235,10 +232,16 @@ pub fn init_features(syscall_entry: u64, percpu: u64) {
         asm!("fninit");
     }
     wrmsr(MSR_EFER, rdmsr(MSR_EFER) | 1); // SCE
-    wrmsr(MSR_STAR, (KERNEL_CS as u64) << 32 | ((0x18 | 3) as u64) << 48);
+    wrmsr(
+        MSR_STAR,
+        (KERNEL_CS as u64) << 32 | ((0x18 | 3) as u64) << 48,
+    );
     wrmsr(MSR_LSTAR, syscall_entry);
     // clear IF, TF, DF, AC, NT on entry
-    wrmsr(MSR_FMASK, (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18) | (1 << 14));
+    wrmsr(
+        MSR_FMASK,
+        (1 << 9) | (1 << 8) | (1 << 10) | (1 << 18) | (1 << 14),
+    );
     wrmsr(MSR_GS_BASE, percpu);
     wrmsr(MSR_KERNEL_GS_BASE, 0);
 }

@@ -12,8 +12,6 @@ pub const USER_END: u64 = 0x0000_8000_0000_0000;
 pub const P: u64 = 1;
 pub const W: u64 = 1 << 1;
 pub const U: u64 = 1 << 2;
-pub const PWT: u64 = 1 << 3;
-pub const PCD: u64 = 1 << 4;
 pub const PS: u64 = 1 << 7;
 pub const NX: u64 = 1 << 63;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
@@ -71,7 +69,7 @@ pub fn init_kernel(boot_pml4: u64, ram_end: u64) -> u64 {
             } else {
                 let pd = new_table().expect("no memory for the direct map");
                 for j in 0..512 {
-                    set_entry(pd, j, (gib << 30) + (j << 21) | P | W | PS);
+                    set_entry(pd, j, ((gib << 30) + (j << 21)) | P | W | PS);
                 }
                 set_entry(pdpt, gib, pd | P | W);
             }
@@ -200,23 +198,6 @@ impl AddressSpace {
             table = e & ADDR_MASK;
         }
         end
-    }
-
-    /// Physical address and flags of the page containing `va`.
-    pub fn translate(&self, va: u64) -> Option<(u64, u64)> {
-        let mut table = self.root;
-        for depth in (0..4u32).rev() {
-            let e = entry(table, (va >> (12 + 9 * depth)) & 511);
-            if e & P == 0 {
-                return None;
-            }
-            if depth == 0 || e & PS != 0 {
-                let span = PAGE_SIZE << (9 * depth);
-                return Some(((e & ADDR_MASK & !(span - 1)) + (va & (span - 1)), e & !ADDR_MASK));
-            }
-            table = e & ADDR_MASK;
-        }
-        None
     }
 }
 

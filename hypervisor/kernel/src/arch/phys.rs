@@ -14,7 +14,10 @@ pub const KERNEL_VMA: u64 = 0xffff_ffff_8000_0000;
 static MAPPED_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(4 << 30);
 
 pub fn set_mapped_end(end: u64) {
-    MAPPED_END.store(end.min(DIRECT_MAP_LIMIT), core::sync::atomic::Ordering::Release);
+    MAPPED_END.store(
+        end.min(DIRECT_MAP_LIMIT),
+        core::sync::atomic::Ordering::Release,
+    );
 }
 
 fn check(pa: u64, len: u64) {

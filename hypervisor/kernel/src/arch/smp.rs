@@ -60,8 +60,17 @@ pub fn init_cpu(cpu: u32, apic_id: u32) {
     }));
     let tables_ptr = tables as *mut super::cpu::Tables;
     super::cpu::load_tables(tables, kstack_top, ist_top);
-    let percpu = Box::leak(Box::new(PerCpu { kstack_top, user_rsp_scratch: 0, cpu, apic_id, tables: tables_ptr }));
-    super::cpu::init_features(super::entry::syscall_entry as usize as u64, percpu as *mut PerCpu as u64);
+    let percpu = Box::leak(Box::new(PerCpu {
+        kstack_top,
+        user_rsp_scratch: 0,
+        cpu,
+        apic_id,
+        tables: tables_ptr,
+    }));
+    super::cpu::init_features(
+        super::entry::syscall_entry as *const () as usize as u64,
+        percpu as *mut PerCpu as u64,
+    );
 }
 
 extern "C" {
@@ -88,11 +97,13 @@ pub fn start_ap(cpu: u32, apic_id: u32, entry: extern "C" fn(u32) -> !) -> bool 
     let top = (stack.as_ptr() as u64 + stack.len() as u64) & !0xf;
     // the boot stack carries the CPU number for the entry shim
     phys::write(phys::to_phys(top - 16), cpu as u64);
-    // SAFETY: the symbols are in the low, identity-mapped .boot section; only the BSP
+    // The symbols are in the low, identity-mapped .boot section; only the BSP
     // writes them, one AP at a time, before sending the SIPI.
-    let (entry_pa, stack_pa) =
-        unsafe { (core::ptr::addr_of!(boot_ap_entry) as u64, core::ptr::addr_of!(boot_ap_stack) as u64) };
-    phys::write(entry_pa, ap_entry_shim as usize as u64);
+    let (entry_pa, stack_pa) = (
+        core::ptr::addr_of!(boot_ap_entry) as u64,
+        core::ptr::addr_of!(boot_ap_stack) as u64,
+    );
+    phys::write(entry_pa, ap_entry_shim as *const () as usize as u64);
     phys::write(stack_pa, top - 16);
     // SAFETY: ENTRY is read by the shim on the AP after the SIPI.
     unsafe { AP_ENTRY = Some(entry) };
