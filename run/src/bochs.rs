@@ -8,8 +8,11 @@
 //! crashes on hosts without a sound card, hence the dummy sound driver.
 
 use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::image::{grub, BootFiles};
@@ -24,15 +27,16 @@ const IPS: u64 = 100_000_000;
 pub enum Serial<'a> {
     /// A file name in the work folder.
     File(&'a str),
-    /// The terminal (output and input).
-    Terminal,
+    /// A TCP port on 127.0.0.1 Bochs listens on (see [`console`]); Bochs waits for the
+    /// connection before it starts the machine.
+    Socket(u16),
 }
 
 /// The Bochs configuration; paths are relative to the work folder Bochs runs in.
 pub fn bochsrc(cpus: u32, memory: u32, iso: &str, serial: Serial) -> String {
     let com1 = match serial {
         Serial::File(name) => format!("mode=file, dev={name}"),
-        Serial::Terminal => "mode=term, dev=/dev/tty".into(),
+        Serial::Socket(port) => format!("mode=socket-server, dev=127.0.0.1:{port}"),
     };
     format!(
         "megs: {memory}\n\
@@ -79,31 +83,74 @@ pub fn start(
         })
     };
     write("bochsrc", bochsrc(cpus, memory, iso_name, serial))?;
-    // The debugger is compiled in: `c` (continue) starts the machine.
-    write("cont.rc", "c\n".into())?;
+    // The debugger is compiled in: `c` (continue) starts the machine; when the simulation
+    // stops (SIGINT from Ctrl-C, a magic breakpoint), `q` ends Bochs instead of waiting at a
+    // debugger prompt nobody sees.
+    write("cont.rc", "c\nq\n".into())?;
 
     let mut command = Command::new(BOCHS);
     command
         .current_dir(work)
         .args(["-q", "-f", "bochsrc", "-rc", "cont.rc"]);
-    if let Serial::File(_) = serial {
-        let out_path = work.join("bochs.out");
-        let out = File::create(&out_path).map_err(|source| Error::Io {
-            what: "create",
-            path: out_path.clone(),
-            source,
-        })?;
-        let err = out.try_clone().map_err(|source| Error::Io {
-            what: "reopen",
-            path: out_path,
-            source,
-        })?;
-        command.stdin(Stdio::null()).stdout(out).stderr(err);
-    }
+    // Bochs's own chatter goes to a file in either mode; its debugger gets no input, so
+    // stopping the simulation (Ctrl-C) ends Bochs.
+    let out_path = work.join("bochs.out");
+    let out = File::create(&out_path).map_err(|source| Error::Io {
+        what: "create",
+        path: out_path.clone(),
+        source,
+    })?;
+    let err = out.try_clone().map_err(|source| Error::Io {
+        what: "reopen",
+        path: out_path,
+        source,
+    })?;
+    command.stdin(Stdio::null()).stdout(out).stderr(err);
     command.spawn().map_err(|source| Error::ToolMissing {
         tool: BOCHS.into(),
         source,
     })
+}
+
+/// A free local TCP port for [`Serial::Socket`].
+pub fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Connects the terminal to the guest's serial port served by `child` on `port`: guest output
+/// to stdout, typed lines to the guest (the terminal stays in line mode, so Ctrl-C ends Bochs
+/// and the run tool together). Returns when Bochs exits.
+pub fn console(child: &mut Child, port: u16) -> io::Result<std::process::ExitStatus> {
+    let started = Instant::now();
+    let stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(e) => {
+                if let Some(status) = child.try_wait()? {
+                    return Ok(status);
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let mut from_guest = stream.try_clone()?;
+    let mut to_guest = stream;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from_guest.read(&mut buf) {
+            let mut out = io::stdout().lock();
+            if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        let _ = io::copy(&mut io::stdin().lock(), &mut to_guest);
+    });
+    child.wait()
 }
 
 /// Bochs's own account of a run that ended: the error and panic lines of its log (the last
@@ -157,12 +204,9 @@ mod tests {
     }
 
     #[test]
-    fn interactive_config_puts_serial_on_the_terminal() {
-        let rc = bochsrc(1, 256, "tern.iso", Serial::Terminal);
-        assert!(
-            rc.lines()
-                .any(|l| l == "com1: enabled=1, mode=term, dev=/dev/tty"),
-            "{rc}"
-        );
+    fn interactive_config_serves_serial_on_a_local_socket() {
+        let rc = bochsrc(1, 256, "tern.iso", Serial::Socket(4567));
+        let com1 = "com1: enabled=1, mode=socket-server, dev=127.0.0.1:4567";
+        assert!(rc.lines().any(|l| l == com1), "{rc}");
     }
 }

@@ -340,12 +340,7 @@ fn boot(
         scenario.expect.len()
     );
     let started = Instant::now();
-    // `{cpus}` in an expected line stands for this variant's CPU count
-    let expect: Vec<String> = scenario
-        .expect
-        .iter()
-        .map(|line| line.replace("{cpus}", &variant.cpus.to_string()))
-        .collect();
+    let expect = scenario.expected_lines(variant.cpus);
     let mut expectations = Expectations::new(&expect, &scenario.fail);
     let verdict = watch::watch(
         &mut child,

@@ -296,6 +296,14 @@ impl Scenario {
         })
     }
 
+    /// The expected lines for a boot with `cpus` CPUs: `{cpus}` stands for that count.
+    pub fn expected_lines(&self, cpus: u32) -> Vec<String> {
+        self.expect
+            .iter()
+            .map(|line| line.replace("{cpus}", &cpus.to_string()))
+            .collect()
+    }
+
     /// The timeout in seconds for `emulator`.
     pub fn timeout_for(&self, emulator: Emulator) -> u64 {
         match emulator {
@@ -706,6 +714,13 @@ emulator = "bochs"
             e.to_string().contains("`list` cannot be a scenario name"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn cpu_count_is_substituted_in_expected_lines() {
+        let s =
+            parse(&MINIMAL.replace("[\"hi\"]", "[\"smp: {cpus} CPUs online\", \"hi\"]")).unwrap();
+        assert_eq!(s.expected_lines(4), ["smp: 4 CPUs online", "hi"]);
     }
 
     #[test]
