@@ -35,6 +35,8 @@ struct Component {
     provides: Vec<String>,
     alive: bool,
     faults: u64,
+    /// Pages of its memory quota not yet used (the pager takes lazy pages from it).
+    pages_left: u64,
 }
 
 struct Service {
@@ -311,6 +313,7 @@ fn start(
             provides: c.provides.clone(),
             alive: true,
             faults: 0,
+            pages_left: (c.memory / 4096).saturating_sub(pages_needed),
         })
     });
     let _ = cfg;
@@ -364,12 +367,15 @@ extern "C" fn exception_entry(badge: u64) -> ! {
     let mut st = STATE.lock();
     let s = st.as_mut().expect("state");
     let lazy = native::LAZY_BASE..native::LAZY_BASE + native::LAZY_SIZE;
-    if u.untyped as usize == exc::WORDS && vector == 14 && lazy.contains(&addr) {
+    let in_lazy = u.untyped as usize == exc::WORDS && vector == 14 && lazy.contains(&addr);
+    let quota_left = s.components.get(index).is_some_and(|c| c.pages_left > 0);
+    if in_lazy && quota_left {
         if let Some(pa) = s.pool.alloc(1) {
             // SAFETY: fresh page from our pool, mapped in the physical window.
             unsafe { core::ptr::write_bytes((sel::PHYS_WINDOW + pa) as *mut u8, 0, 4096) };
             let name = s.components.get_mut(index).map(|c| {
                 c.faults += 1;
+                c.pages_left -= 1;
                 (c.name.clone(), c.faults)
             });
             if let Some((name, 1)) = name {
@@ -398,6 +404,7 @@ extern "C" fn exception_entry(badge: u64) -> ! {
         .map(|c| c.name.clone())
         .unwrap_or_default();
     let reason = match vector {
+        14 if in_lazy => "page fault beyond its memory quota",
         0 => "divide error",
         3 => "breakpoint",
         6 => "invalid opcode",

@@ -35,5 +35,29 @@ fn main() -> i32 {
     let ms = (native::rdtsc() - t0) / info.tsc_per_us.max(1) / 1000;
     outb(0x43, 0b0011_0000); // one-shot, stops the periodic interrupt
     println!("ticker: {ticks} timer interrupts received as semaphore ups ({ms} ms)");
+    // chained semaphores: ups of A and B arrive at T, which says which source fired
+    let (t, a, b) = (native::FREE_SEL, native::FREE_SEL + 1, native::FREE_SEL + 2);
+    let chained = syscall::create_sm(t, 0, None)
+        .and_then(|_| syscall::create_sm(a, 0, Some(t)))
+        .and_then(|_| syscall::create_sm(b, 0, Some(t)))
+        .and_then(|_| syscall::sm_ctrl(b, SmOp::Up, 0))
+        .and_then(|_| syscall::sm_ctrl(a, SmOp::Up, 0))
+        .and_then(|_| {
+            Ok((
+                syscall::sm_ctrl(t, SmOp::Down, 1_000)?,
+                syscall::sm_ctrl(t, SmOp::Down, 1_000)?,
+            ))
+        });
+    match chained {
+        Ok((first, second)) if first == b && second == a => {
+            println!(
+                "ticker: chained semaphores reported their sources in order ({first}, {second})"
+            )
+        }
+        other => {
+            println!("ticker: FAIL: chained semaphores: {other:?}");
+            return 1;
+        }
+    }
     0
 }
