@@ -196,11 +196,11 @@ fn execute(cmd: Cmd) -> Result<bool, Error> {
             let scenario = scenario::load_named(&scenario_dir, &name)?;
             let variant = choose_variant(&scenario, &options)?;
             let files = BootFiles::prepare(&scenario, &workspace)?;
-            let work = work_dir(&workspace, &scenario)?;
+            let work = WorkDir::claim(&workspace, &scenario)?;
             if options.interactive {
-                interactive(&scenario, &files, &work, variant)
+                interactive(&scenario, &files, &work.path, variant)
             } else {
-                boot(&scenario, &files, &work, variant)
+                boot(&scenario, &files, &work.path, variant)
             }
         }
         Cmd::Suite(names) => suite(&workspace, &scenario_dir, &names),
@@ -227,18 +227,37 @@ fn choose_variant(scenario: &Scenario, options: &Options) -> Result<Variant, Err
     })
 }
 
-fn work_dir(workspace: &Workspace, scenario: &Scenario) -> Result<PathBuf, Error> {
-    let work = workspace
-        .root
-        .join("build")
-        .join("run")
-        .join(&scenario.name);
-    std::fs::create_dir_all(&work).map_err(|source| Error::Io {
-        what: "create the work folder",
-        path: work.clone(),
-        source,
-    })?;
-    Ok(work)
+/// `build/run/NAME/`, held for one run at a time: a second run of the same scenario (from
+/// another terminal or engineer) waits instead of overwriting the first one's files.
+struct WorkDir {
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl WorkDir {
+    fn claim(workspace: &Workspace, scenario: &Scenario) -> Result<WorkDir, Error> {
+        let path = workspace
+            .root
+            .join("build")
+            .join("run")
+            .join(&scenario.name);
+        let io = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { what, path, source }
+        };
+        std::fs::create_dir_all(&path).map_err(io("create the work folder", &path))?;
+        let lock_path = path.join(".lock");
+        let lock = std::fs::File::create(&lock_path).map_err(io("create", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                println!("run: waiting for another run that uses {}", path.display());
+                lock.lock().map_err(io("lock", &lock_path))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", &lock_path)(e)),
+        }
+        Ok(WorkDir { path, _lock: lock })
+    }
 }
 
 fn label(scenario: &Scenario, variant: Variant) -> String {
@@ -491,7 +510,7 @@ fn suite(workspace: &Workspace, dir: &Path, names: &[String]) -> Result<bool, Er
             })
             .collect();
         let prepared = BootFiles::prepare(scenario, workspace)
-            .and_then(|files| Ok((files, work_dir(workspace, scenario)?)));
+            .and_then(|files| Ok((files, WorkDir::claim(workspace, scenario)?)));
         let (files, work) = match prepared {
             Ok(ready) => ready,
             Err(e) => {
@@ -501,7 +520,7 @@ fn suite(workspace: &Workspace, dir: &Path, names: &[String]) -> Result<bool, Er
             }
         };
         for variant in variants {
-            let passed = boot(scenario, &files, &work, variant).unwrap_or_else(|e| {
+            let passed = boot(scenario, &files, &work.path, variant).unwrap_or_else(|e| {
                 println!("run: {}: {e}", label(scenario, variant));
                 false
             });
