@@ -76,7 +76,7 @@ impl BootFiles {
                 } => (
                     workspace.binary_path(target, binary),
                     format!(
-                        "does package `{package}` have a binary named `{binary}`? (set `binary`)"
+                        "the build did not make it: does package `{package}` have a binary `{binary}`? (set `binary`)"
                     ),
                 ),
                 Source::File(file) => (workspace.path(file), "check the `file` path".to_owned()),
