@@ -141,7 +141,8 @@ pub enum EcKind {
 pub enum SmOp {
     Up = 0,
     /// Wait until the count is positive, then decrement it. For a semaphore that
-    /// others are chained to, returns in `rdi` the selector... of the source (see docs).
+    /// others are chained to, `rdi` returns which source fired: the selector the
+    /// source was created at (in its creator's capability space).
     Down = 1,
     /// Like `Down` but takes the whole count (returned in `rdi`).
     DownZero = 2,

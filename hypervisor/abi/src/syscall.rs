@@ -130,8 +130,8 @@ pub fn ec_ctrl(ec: u64, op: EcOp) -> Result<(), Status> {
 pub fn sc_ctrl(sc: u64) -> Result<u64, Status> {
     hc(Hypercall::ScCtrl, sc, 0, 0, 0, 0).map(|r| r.out1)
 }
-/// Semaphore operation; `timeout_us` 0 waits forever. Returns `rdi` of the result
-/// (the source semaphore's selector... for chained downs, the count for `DownZero`).
+/// Semaphore operation; `timeout_us` 0 waits forever. Returns `rdi`: for a down on
+/// a chain target the selector of the source that fired, for `DownZero` the count taken.
 pub fn sm_ctrl(sm: u64, op: SmOp, timeout_us: u64) -> Result<u64, Status> {
     hc(Hypercall::SmCtrl, sm, op as u64, timeout_us, 0, 0).map(|r| r.out1)
 }
