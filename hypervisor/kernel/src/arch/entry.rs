@@ -64,6 +64,25 @@ pub fn run_on_fresh_stack(stack_top: u64, f: extern "C" fn() -> !) -> ! {
 global_asm!(
     r#"
     .section .text.entry, "ax"
+    /* the general registers in `Frame` order (last pushed = first field) */
+    .macro push_gprs
+    pushq %rax
+    pushq %rbx
+    pushq %rcx
+    pushq %rdx
+    pushq %rsi
+    pushq %rdi
+    pushq %rbp
+    pushq %r8
+    pushq %r9
+    pushq %r10
+    pushq %r11
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    .endm
+
     .balign 16
     .global interrupt_stubs
 interrupt_stubs:
@@ -84,21 +103,7 @@ interrupt_common:
     jz 1f
     swapgs
 1:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    push_gprs
     cld
     movq %rsp, %rdi
     call trap_entry
@@ -116,21 +121,7 @@ syscall_entry:
     pushq %rcx
     pushq $0
     pushq $0x100
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
+    push_gprs
     cld
     movq %rsp, %rdi
     call syscall_handler
