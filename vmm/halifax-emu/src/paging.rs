@@ -92,8 +92,15 @@ pub fn translate<M: Memory + ?Sized>(
     if !regs.paging() {
         return Ok(la);
     }
+    let mut walk = Walk {
+        gpa: 0,
+        visited: [Visited::default(); 5],
+        count: 0,
+        wide: false,
+        needs_update: false,
+    };
     for _ in 0..MAX_AD_RETRIES {
-        let walk = walk(mem, regs, la, access)?;
+        walk_into(mem, regs, la, access, &mut walk)?;
         if !walk.needs_update || update_accessed_dirty(mem, &walk, access)? {
             return Ok(walk.gpa);
         }
@@ -140,12 +147,14 @@ fn bits(lo: u32, hi_exclusive: u32) -> u64 {
     }) << lo
 }
 
-fn walk<M: Memory + ?Sized>(
+/// Walks the tables for `la`, recording the visited entries in `out`.
+fn walk_into<M: Memory + ?Sized>(
     mem: &mut M,
     regs: &PagingRegs,
     la: u64,
     access: Access,
-) -> Result<Walk, EmuError> {
+    out: &mut Walk,
+) -> Result<(), EmuError> {
     let pae = regs.cr4 & ctrl::CR4_PAE != 0;
     let long = regs.efer & ctrl::EFER_LMA != 0;
     let nxe = regs.efer & ctrl::EFER_NXE != 0;
@@ -169,7 +178,7 @@ fn walk<M: Memory + ?Sized>(
     } else {
         regs.cr3 & addr_mask
     };
-    let mut visited = [Visited::default(); 5];
+    let visited = &mut out.visited;
     let mut count = 0;
     let (mut writable, mut user, mut no_exec) = (true, true, false);
 
@@ -248,13 +257,11 @@ fn walk<M: Memory + ?Sized>(
         .iter()
         .any(|v| v.has_accessed_bit && v.value & A == 0)
         || (access == Access::Write && leaf & D == 0);
-    Ok(Walk {
-        gpa: frame | (la & bits(0, offset_bits)),
-        visited,
-        count,
-        wide,
-        needs_update,
-    })
+    out.gpa = frame | (la & bits(0, offset_bits));
+    out.count = count;
+    out.wide = wide;
+    out.needs_update = needs_update;
+    Ok(())
 }
 
 fn check_permissions(

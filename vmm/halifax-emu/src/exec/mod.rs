@@ -73,6 +73,8 @@ pub(crate) struct Ctx<'a, C: Cpu + ?Sized, M: Memory + ?Sized> {
     pub rsp_bias: u64,
     /// Set when a compare-and-write lost a race; the step is re-executed.
     pub lock_race: bool,
+    /// 64 minus the linear-address width (48 or 57 bits).
+    canonical_shift: u32,
     tlb: [TlbEntry; TLB_ENTRIES],
     tlb_next: usize,
 }
@@ -111,6 +113,11 @@ impl Emulator {
             addr_size: 0,
             rsp_bias: 0,
             lock_race: false,
+            canonical_shift: if paging.cr4 & ctrl::CR4_LA57 != 0 {
+                7
+            } else {
+                16
+            },
             tlb: [TlbEntry::default(); TLB_ENTRIES],
             tlb_next: 0,
         };
@@ -134,6 +141,20 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
     fn fetch_and_decode(&mut self, given: Option<&[u8]>) -> Result<(), EmuError> {
         let rip = self.cpu.rip();
         let bitness = self.mode.bitness();
+        if let Some(b) = given {
+            // Common case: the exit supplied the whole instruction.
+            let b = &b[..b.len().min(MAX_INSN_LEN)];
+            let mut decoder = Decoder::with_ip(bitness, b, rip, DecoderOptions::NONE);
+            decoder.decode_out(&mut self.instr);
+            match decoder.last_error() {
+                DecoderError::None => {
+                    self.addr_size = self.address_size();
+                    return Ok(());
+                }
+                DecoderError::NoMoreBytes if b.len() < MAX_INSN_LEN => {}
+                _ => return Err(Exception::ud().into()),
+            }
+        }
         let mut buf = [0u8; MAX_INSN_LEN];
         let mut have = 0;
         if let Some(b) = given {
@@ -267,17 +288,14 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
 
     // ------------------------------------------------------- address checks
 
+    #[inline]
     pub(crate) fn canonical(&self, la: u64) -> bool {
-        let bits = if self.paging.cr4 & ctrl::CR4_LA57 != 0 {
-            57
-        } else {
-            48
-        };
-        let shift = 64 - bits;
+        let shift = self.canonical_shift;
         (((la << shift) as i64) >> shift) as u64 == la
     }
 
     /// Segmentation: offset → linear address for an access of `len` bytes.
+    #[inline]
     pub(crate) fn linear(
         &mut self,
         seg: SegReg,
@@ -328,6 +346,7 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
     }
 
     /// Paging with the per-step TLB.
+    #[inline]
     pub(crate) fn translate(&mut self, la: u64, access: Access) -> Result<u64, EmuError> {
         let need = match access {
             Access::Read => 1,
@@ -352,6 +371,7 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
     }
 
     /// Segment + alignment + paging for a data access of `len` bytes.
+    #[inline]
     pub(crate) fn resolve(
         &mut self,
         seg: SegReg,
@@ -364,6 +384,7 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
     }
 
     /// Alignment check + paging for `len` bytes at linear address `la`.
+    #[inline]
     pub(crate) fn translate_range(
         &mut self,
         la: u64,
@@ -401,6 +422,7 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
         })
     }
 
+    #[inline]
     pub(crate) fn phys_read(&mut self, loc: &PhysLoc, buf: &mut [u8]) -> Result<(), EmuError> {
         let (a, b) = buf[..loc.len].split_at_mut(loc.first);
         self.mem.read(loc.gpa, a)?;
@@ -410,6 +432,7 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn phys_write(&mut self, loc: &PhysLoc, data: &[u8]) -> Result<(), EmuError> {
         let (a, b) = data[..loc.len].split_at(loc.first);
         self.mem.write(loc.gpa, a)?;
@@ -479,6 +502,7 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
 
     /// The memory operand's effective address (offset in its segment), plus
     /// `extra` bytes (bit-string offsets).
+    #[inline]
     pub(crate) fn mem_offset(&mut self, extra: u64) -> u64 {
         let i = &self.instr;
         let base = i.memory_base();
@@ -533,6 +557,7 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
         }
     }
 
+    #[inline]
     pub(crate) fn read_gpr(&mut self, index: usize, high: bool, len: usize) -> u64 {
         let v = self.cpu.gpr(index);
         if high {
@@ -544,6 +569,7 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
 
     /// Writes a general register with x86 partial-register semantics:
     /// 8/16-bit writes merge, 32-bit writes zero-extend.
+    #[inline]
     pub(crate) fn write_gpr(&mut self, index: usize, high: bool, len: usize, value: u64) {
         let old = self.cpu.gpr(index);
         let new = match (len, high) {
@@ -598,7 +624,15 @@ impl<C: Cpu + ?Sized, M: Memory + ?Sized> Ctx<'_, C, M> {
     /// Reads operand `op` of `len` bytes (register, memory or immediate).
     pub(crate) fn read_op(&mut self, op: u32, len: usize) -> Result<u64, EmuError> {
         match self.instr.op_kind(op) {
-            OpKind::Register | OpKind::Memory => {
+            OpKind::Register => {
+                let reg = self.instr.op_register(op);
+                if !reg.is_gpr() {
+                    return Err(self.unsupported());
+                }
+                let (index, high) = gpr_index(reg);
+                Ok(self.read_gpr(index, high, len))
+            }
+            OpKind::Memory => {
                 let loc = self.resolve_op(op, len, false)?;
                 self.read_loc(&loc, len)
             }
