@@ -60,13 +60,7 @@ pub fn delegate(k: &mut Kernel, src: PdId, dst: PdId, crd: Crd, dst_base: u64) -
                 .mem
                 .delegate(src, crd.base(), crd.order(), dst, dst_base, crd.rights())
                 .map_err(map_err)?;
-            if m.base << 12 >= paging::USER_END
-                || (m.base + (1 << m.order)) << 12 > paging::USER_END
-            {
-                let removed = k.mem.revoke(dst, m.base, m.order, true);
-                drop(removed);
-                return Err(Status::BadParameter);
-            }
+            // the memory database's limit (2^35 pages) is the user half: no kernel address here
             let pd = k.pds.get_mut(dst).ok_or(Status::BadCapability)?;
             if pd
                 .space
