@@ -31,8 +31,12 @@
 //!    (flags via `exec::alu`), then `write_rmw`/`write_loc` to memory
 //!    *before* any register write, and set `self.flags`. Call
 //!    `check_lock(lockable)` first.
-//! 3. Add it to the differential generator in `difftest/src/gen.rs` with
-//!    its undefined-flags mask, and run `cargo test -p halifax-difftest`.
+//! 3. Add its mnemonic to `COVERED` in `difftest/src/gen.rs` (the
+//!    generator then produces every encoding iced knows for it) and, if
+//!    the SDM leaves flags undefined, to `undefined_flags`; run
+//!    `cargo test -p halifax-emu --test differential`. Forms the host cannot run in user
+//!    mode (port I/O, faults, other CPU modes) get a test in
+//!    `tests/emulate.rs`.
 //!
 //! # Guarantees
 //!

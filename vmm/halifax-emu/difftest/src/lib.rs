@@ -8,8 +8,9 @@
 //! architecturally defined flags (undefined ones per the SDM masked out,
 //! [`gen::undefined_flags`]) must match.
 //!
-//! Run `cargo test -p halifax-difftest` for a quick campaign, and
-//! `HALIFAX_DIFF_CASES=1000000 cargo test --release -p halifax-difftest -- --nocapture`
+//! The campaign runs as `tests/differential.rs` of halifax-emu: a quick one
+//! in every `cargo test`, and
+//! `HALIFAX_DIFF_CASES=1000000 cargo test --release -p halifax-emu --test differential -- --nocapture`
 //! for the full one (`HALIFAX_DIFF_SEED` picks the seed).
 
 pub mod gen;
@@ -199,6 +200,8 @@ pub struct Report {
     pub mismatches: u64,
     /// Cases the emulator refused (unsupported / exception).
     pub emulator_errors: u64,
+    /// Instruction forms (iced codes and string encodings) drawn from.
+    pub templates: usize,
     /// Per-mnemonic case counts.
     pub per_mnemonic: BTreeMap<String, u64>,
     /// Descriptions of the first mismatches.
@@ -211,7 +214,10 @@ pub fn run_campaign(seed: u64, cases: u64) -> std::io::Result<Report> {
     let mut scratch = Scratch::new(gen::SCRATCH_LEN as usize)?;
     let templates = gen::templates();
     let mut rng = gen::Rng::new(seed);
-    let mut report = Report::default();
+    let mut report = Report {
+        templates: templates.len(),
+        ..Report::default()
+    };
     let emu = Emulator::default();
     let (page_addr, page) = runner.page_copy();
     let mut world = World::new(vec![
