@@ -359,3 +359,104 @@ fn protected_mode_32bit_segments() {
         Exception::ss0()
     );
 }
+
+#[test]
+fn fs_and_gs_bases_apply_in_64_bit_mode_others_do_not() {
+    let (mut cpu, mut mem, _) = long_mode();
+    mem.write_u64(DATA + 0x10, 0x1122_3344_5566_7788);
+    cpu.segs[SegReg::Fs as usize].base = DATA;
+    cpu.segs[SegReg::Es as usize].base = 0xdead_0000; // ignored in 64-bit mode
+    cpu.gpr[3] = 0x10;
+    // mov eax, fs:[rbx]
+    step(&mut cpu, &mut mem, &[0x64, 0x8b, 0x03]).unwrap();
+    assert_eq!(cpu.gpr[0], 0x5566_7788);
+    // mov rax, es:[rbx + DATA]
+    cpu.gpr[3] = DATA + 0x10;
+    step(&mut cpu, &mut mem, &[0x26, 0x48, 0x8b, 0x03]).unwrap();
+    assert_eq!(cpu.gpr[0], 0x1122_3344_5566_7788);
+}
+
+#[test]
+fn protected_mode_with_32bit_paging_translates_and_faults() {
+    let mut mem = TestMem::default();
+    let mut pt = PageTables::new(PagingMode::Bits32, &mut mem);
+    pt.map(&mut mem, 0xc000_0000, 0x0070_0000, &|_| 0x3);
+    mem.page(0x0070_0000);
+    let mut cpu = CpuState::protected_mode();
+    cpu.cr0 |= ctrl::CR0_PG | ctrl::CR0_WP;
+    cpu.cr3 = pt.root;
+    cpu.gpr[0] = 0xc000_0040;
+    cpu.gpr[1] = 0x0bad_cafe;
+    step(&mut cpu, &mut mem, &[0x89, 0x08]).unwrap();
+    assert_eq!(mem.read_u32(0x0070_0040), 0x0bad_cafe);
+    // Unmapped linear address: #PF with W set and CR2.
+    cpu.gpr[0] = 0xc000_1000;
+    assert_eq!(
+        exception(step(&mut cpu, &mut mem, &[0x89, 0x08])),
+        Exception::page_fault(pf::WRITE, 0xc000_1000)
+    );
+    // cmpxchg8b [eax] in 32-bit code: EDX:EAX vs m64.
+    cpu.gpr[0] = 0xc000_0080;
+    mem.write_u64(0x0070_0080, 0x0000_0002_0000_0001);
+    cpu.gpr = [0; 16];
+    cpu.gpr[5] = 0xc000_0080; // ebp → SS-relative, flat
+    cpu.gpr[0] = 1;
+    cpu.gpr[2] = 2;
+    cpu.gpr[3] = 0x33;
+    cpu.gpr[1] = 0x44;
+    // cmpxchg8b [ebp+0]
+    step(&mut cpu, &mut mem, &[0x0f, 0xc7, 0x4d, 0x00]).unwrap();
+    assert_eq!(mem.read_u64(0x0070_0080), 0x0000_0044_0000_0033);
+    assert_ne!(cpu.rflags & rflags::ZF, 0);
+}
+
+#[test]
+fn virtual_8086_mode_is_user_mode_with_real_mode_segments() {
+    let mut mem = TestMem::default();
+    let mut pt = PageTables::new(PagingMode::Bits32, &mut mem);
+    // Supervisor-only page at linear 0x20000, user page at 0x21000.
+    pt.map(&mut mem, 0x20000, 0x20000, &|l| {
+        if l == 1 {
+            0x3
+        } else {
+            0x7
+        }
+    });
+    pt.map(&mut mem, 0x21000, 0x21000, &|_| 0x7);
+    mem.page(0x20000);
+    mem.page(0x21000);
+    let mut cpu = CpuState::protected_mode();
+    cpu.cr0 |= ctrl::CR0_PG;
+    cpu.cr3 = pt.root;
+    cpu.rflags |= rflags::VM;
+    cpu.segs = [Segment::real_mode(0x2000); 6];
+    cpu.rip = 0;
+    cpu.gpr[3] = 0x1010;
+    cpu.gpr[0] = 0xabcd;
+    // mov [bx], ax → linear 0x21010 (user page): fine.
+    step(&mut cpu, &mut mem, &[0x89, 0x07]).unwrap();
+    assert_eq!(mem.read_bytes(0x21010, 2), vec![0xcd, 0xab]);
+    // mov [bx], ax → linear 0x20010 (supervisor page): user-mode #PF.
+    cpu.gpr[3] = 0x10;
+    assert_eq!(
+        exception(step(&mut cpu, &mut mem, &[0x89, 0x07])),
+        Exception::page_fault(pf::PRESENT | pf::WRITE | pf::USER, 0x20010)
+    );
+}
+
+#[test]
+fn device_errors_leave_the_guest_untouched() {
+    let (mut cpu, mut mem, mut pt) = long_mode();
+    // A mapped guest page with nothing behind it physically.
+    pt.map(&mut mem, DATA + 0x3000, 0xdead_0000, &|_| 0x3);
+    cpu.gpr[0] = DATA + 0x3000;
+    cpu.gpr[1] = 0x5a5a;
+    let before = cpu.clone();
+    assert_eq!(
+        step(&mut cpu, &mut mem, &[0x8b, 0x08]),
+        Err(EmuError::Memory(halifax_emu::MemoryError::Unmapped {
+            gpa: 0xdead_0000
+        }))
+    );
+    assert_eq!(cpu, before);
+}
