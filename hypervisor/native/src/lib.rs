@@ -100,16 +100,20 @@ static CONSOLE: spin::Mutex<()> = spin::Mutex::new(());
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        for chunk in s.as_bytes().chunks(256) {
-            let u = utcb();
-            // SAFETY: the UTCB words are plain memory of this thread; the bytes fit.
-            let dst = unsafe {
-                core::slice::from_raw_parts_mut(u.words.as_mut_ptr() as *mut u8, chunk.len())
-            };
-            dst.copy_from_slice(chunk);
-            let _ = syscall::console_write(chunk.len());
-        }
+        write_through(utcb(), s.as_bytes());
         Ok(())
+    }
+}
+
+/// Prints `bytes` on the kernel console through the calling EC's UTCB `u`.
+fn write_through(u: &mut Utcb, bytes: &[u8]) {
+    for chunk in bytes.chunks(256) {
+        for (word, part) in u.words.iter_mut().zip(chunk.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..part.len()].copy_from_slice(part);
+            *word = u64::from_le_bytes(b);
+        }
+        let _ = syscall::console_write(chunk.len());
     }
 }
 
@@ -124,15 +128,7 @@ pub fn print(args: fmt::Arguments) {
 pub fn print_at(utcb_addr: u64, args: fmt::Arguments) {
     let mut line = alloc::string::String::new();
     let _ = line.write_fmt(args);
-    for chunk in line.as_bytes().chunks(256) {
-        let u = utcb_at(utcb_addr);
-        // SAFETY: the UTCB words are plain memory of the calling EC; the bytes fit.
-        let dst = unsafe {
-            core::slice::from_raw_parts_mut(u.words.as_mut_ptr() as *mut u8, chunk.len())
-        };
-        dst.copy_from_slice(chunk);
-        let _ = syscall::console_write(chunk.len());
-    }
+    write_through(utcb_at(utcb_addr), line.as_bytes());
 }
 
 #[macro_export]
