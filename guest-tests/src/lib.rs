@@ -1,0 +1,2 @@
+//! guest-tests (placeholder, under construction).
+#![no_std]

@@ -1,0 +1,2 @@
+//! vcpu-api (placeholder, under construction).
+#![no_std]

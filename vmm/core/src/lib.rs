@@ -1,0 +1,2 @@
+//! vmm-core (placeholder, under construction).
+#![no_std]

@@ -1,0 +1,2 @@
+//! vmm-hosted (placeholder, under construction).
+fn main() {}

@@ -1,0 +1,2 @@
+//! vmm-native (placeholder, under construction).
+#![no_std]
