@@ -155,6 +155,11 @@ pub enum EcOp {
     Recall = 0,
     /// Stop the calling EC for good (thread exit).
     Exit = 1,
+    /// Set the whole user state of a global EC that has no scheduling context yet
+    /// (so it has never run) from the caller's UTCB words, laid out like an exception
+    /// message ([`exc`]: RIP, RSP, RFLAGS, the GPRs, FS base). This is how a new
+    /// thread starts as a copy of another (e.g. Linux `clone`).
+    SetState = 2,
 }
 
 /// Resource kinds of a capability range descriptor.
@@ -241,7 +246,9 @@ pub struct Utcb {
     pub words: [u64; UTCB_WORDS],
 }
 
-/// Exception messages: the words a handler portal receives for a fault.
+/// Exception messages: the words a handler portal receives for a fault (or a
+/// reflected system call): the vector and fault details, then the EC's whole user
+/// register state, so that a handler can emulate what the EC asked for.
 pub mod exc {
     /// Word indices in the exception message.
     pub const VECTOR: usize = 0;
@@ -250,14 +257,47 @@ pub mod exc {
     pub const RIP: usize = 3;
     pub const RSP: usize = 4;
     pub const RFLAGS: usize = 5;
-    pub const WORDS: usize = 6;
+    pub const RAX: usize = 6;
+    pub const RBX: usize = 7;
+    pub const RCX: usize = 8;
+    pub const RDX: usize = 9;
+    pub const RSI: usize = 10;
+    pub const RDI: usize = 11;
+    pub const RBP: usize = 12;
+    /// `R8 + n` is register r(8+n), up to r15.
+    pub const R8: usize = 13;
+    pub const FS_BASE: usize = 21;
+    pub const WORDS: usize = 22;
     /// Reply word 0: what the kernel does with the faulting EC.
+    /// Resume it (a reply of at least 3 words also sets RIP from word 1 and RSP from word 2).
     pub const RESUME: u64 = 0;
+    /// Kill it, with a kernel log line.
     pub const KILL: u64 = 1;
+    /// End it silently (a thread that exited).
+    pub const END: u64 = 2;
+    /// Resume it with the whole state of a full-length reply ([`WORDS`] words, same
+    /// layout as the message; RFLAGS keeps only the arithmetic flags, DF and TF;
+    /// non-canonical RIP, RSP or FS base end the EC).
+    pub const SET_STATE: u64 = 3;
     /// Vector of the recall exception.
     pub const RECALL: u64 = 32;
+    /// Vector of a reflected system call: a `syscall` of an EC created with
+    /// [`crate::ec_flags::REFLECT_SYSCALLS`] whose `rax` lacks [`crate::NATIVE_TAG`].
+    pub const SYSCALL: u64 = 33;
     /// Number of exception portals per event base.
-    pub const PORTALS: u64 = 33;
+    pub const PORTALS: u64 = 34;
+}
+
+/// A hypercall number carrying this tag in its upper half is always a hypercall,
+/// even for an EC whose system calls are reflected to user level. (Linux answers
+/// such a number with ENOSYS, which is how a program tells where it runs.)
+pub const NATIVE_TAG: u64 = 0x5445_524e << 32;
+
+/// Flags of `create_ec` (bits 24..32 of the packed argument).
+pub mod ec_flags {
+    /// `syscall` without [`crate::NATIVE_TAG`] becomes exception [`crate::exc::SYSCALL`]:
+    /// the EC runs a foreign binary (a Linux program) whose system calls user level serves.
+    pub const REFLECT_SYSCALLS: u8 = 1;
 }
 
 /// One RAM block the roottask owns (seen at `sel::PHYS_WINDOW + base`).

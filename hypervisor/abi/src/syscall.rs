@@ -25,7 +25,7 @@ pub unsafe fn raw(n: u64, a: u64, b: u64, c: u64, d: u64, e: u64, f: u64) -> Ret
     unsafe {
         core::arch::asm!(
             "syscall",
-            inlateout("rax") n => status,
+            inlateout("rax") n | crate::NATIVE_TAG => status,
             inlateout("rdi") a => out1,
             inlateout("rsi") b => out2,
             in("rdx") c,
@@ -65,6 +65,8 @@ pub struct EcParams {
     pub pd: u64,
     pub cpu: u16,
     pub kind: crate::EcKind,
+    /// [`crate::ec_flags`].
+    pub flags: u8,
     /// First selector of the EC's exception portals (in its PD).
     pub evt_base: u32,
     /// User address of the EC's UTCB page (0: none).
@@ -77,7 +79,10 @@ pub struct EcParams {
 impl EcParams {
     /// The `rdx` word: CPU, kind and event base.
     pub fn packed(&self) -> u64 {
-        self.cpu as u64 | (self.kind as u64) << 16 | (self.evt_base as u64) << 32
+        self.cpu as u64
+            | (self.kind as u64) << 16
+            | (self.flags as u64) << 24
+            | (self.evt_base as u64) << 32
     }
 }
 

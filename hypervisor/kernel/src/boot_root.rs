@@ -254,6 +254,8 @@ pub fn create(
         root_cap: (pd, sel::ROOT_EC),
         deadline: None,
         fault_addr: 0,
+        reflect_syscalls: false,
+        fs_base: 0,
     });
     k.install_root(pd, sel::ROOT_EC, ObjRef::Ec(ec))
         .map_err(|_| "cap space")?;

@@ -122,7 +122,8 @@ fn create_ec(
         1 => EcKind::Local,
         _ => return Err(Status::BadParameter),
     };
-    if packed >> 24 & 0xff != 0 {
+    let flags = (packed >> 24 & 0xff) as u8;
+    if flags & !hyper_abi::ec_flags::REFLECT_SYSCALLS != 0 {
         return Err(Status::BadParameter);
     }
     let evt_base = packed >> 32;
@@ -187,6 +188,8 @@ fn create_ec(
         root_cap: (pd, dst),
         deadline: None,
         fault_addr: 0,
+        reflect_syscalls: flags & hyper_abi::ec_flags::REFLECT_SYSCALLS != 0,
+        fs_base: 0,
     });
     k.install_root(pd, dst, ObjRef::Ec(id))
         .expect("selector checked free");
@@ -313,6 +316,24 @@ fn ec_ctrl(k: &mut Kernel, me: EcId, pd: PdId, ec_sel: u64, op: u64) -> KResult<
             let _ = ec_sel;
             k.kill_ec(me, "exited");
             Ok(())
+        }
+        x if x == EcOp::SetState as u64 => {
+            let ec = k.cap_ec(pd, ec_sel, obj_rights::CTRL)?;
+            let t = k.ecs.get(ec).expect("checked");
+            if t.kind != EcKind::Global || t.sc.is_some() || t.state != EcState::Ready {
+                return Err(Status::BadParameter);
+            }
+            let src = k
+                .ecs
+                .get(me)
+                .and_then(|e| e.utcb)
+                .ok_or(Status::BadParameter)?
+                .1;
+            if crate::ipc::load_state(k, ec, src) {
+                Ok(())
+            } else {
+                Err(Status::BadParameter)
+            }
         }
         _ => Err(Status::BadParameter),
     }

@@ -202,10 +202,8 @@ fn start_call(k: &mut Kernel, caller: EcId, handler: EcId, pt: Id, exception: bo
     h.regs.rdi = badge;
     if exception {
         let c = k.ecs.get(caller).expect("caller exists");
-        let f = c.regs;
         if let Some(dst) = utcb_pa(k, handler) {
-            let words = [f.vector, f.error, c.fault_addr, f.rip, f.rsp, f.rflags];
-            for (i, w) in words.iter().enumerate() {
+            for (i, w) in state_words(c).iter().enumerate() {
                 set_word(dst, i, *w);
             }
             set_header(dst, exc::WORDS as u32, 0);
@@ -213,6 +211,71 @@ fn start_call(k: &mut Kernel, caller: EcId, handler: EcId, pt: Id, exception: bo
     } else {
         transfer(k, caller, handler);
     }
+}
+
+/// An EC's exception message: fault details and its whole user state.
+fn state_words(c: &crate::object::Ec) -> [u64; exc::WORDS] {
+    let f = &c.regs;
+    [
+        f.vector,
+        f.error,
+        c.fault_addr,
+        f.rip,
+        f.rsp,
+        f.rflags,
+        f.rax,
+        f.rbx,
+        f.rcx,
+        f.rdx,
+        f.rsi,
+        f.rdi,
+        f.rbp,
+        f.r8,
+        f.r9,
+        f.r10,
+        f.r11,
+        f.r12,
+        f.r13,
+        f.r14,
+        f.r15,
+        c.fs_base,
+    ]
+}
+
+/// Flags user level may set: the arithmetic flags, TF and DF (IF stays on, IOPL 0).
+const USER_FLAGS: u64 = 0xcd5 | 1 << 8 | 1 << 10;
+
+/// Loads `ec`'s user state from message words at `src` (the [`exc`] layout).
+/// False, with nothing changed, if an address in it is not a canonical user address.
+pub fn load_state(k: &mut Kernel, ec: EcId, src: u64) -> bool {
+    let w = |i: usize| word(src, i);
+    let user = |a: u64| a < paging::USER_END;
+    if !user(w(exc::RIP)) || !user(w(exc::RSP)) || !user(w(exc::FS_BASE)) {
+        return false;
+    }
+    let Some(e) = k.ecs.get_mut(ec) else {
+        return false;
+    };
+    let f = &mut e.regs;
+    f.rip = w(exc::RIP);
+    f.rsp = w(exc::RSP);
+    f.rflags = (w(exc::RFLAGS) & USER_FLAGS) | 0x202;
+    f.rax = w(exc::RAX);
+    f.rbx = w(exc::RBX);
+    f.rcx = w(exc::RCX);
+    f.rdx = w(exc::RDX);
+    f.rsi = w(exc::RSI);
+    f.rdi = w(exc::RDI);
+    f.rbp = w(exc::RBP);
+    let high = [
+        &mut f.r8, &mut f.r9, &mut f.r10, &mut f.r11, &mut f.r12, &mut f.r13, &mut f.r14,
+        &mut f.r15,
+    ];
+    for (n, r) in high.into_iter().enumerate() {
+        *r = w(exc::R8 + n);
+    }
+    e.fs_base = w(exc::FS_BASE);
+    true
 }
 
 /// `reply`: answers the call the current (local) EC serves.
@@ -252,8 +315,9 @@ pub fn reply(k: &mut Kernel, handler: EcId) -> KResult<()> {
     Ok(())
 }
 
-/// An exception reply: word 0 says resume or kill; words 1 and 2 (if sent) set
-/// RIP and RSP; typed items map memory at absolute addresses of the faulting PD.
+/// An exception reply: word 0 says what happens to the faulting EC (`exc::RESUME`,
+/// `KILL`, `END`, `SET_STATE`); for RESUME, words 1 and 2 (if sent) set RIP and
+/// RSP; typed items map memory at absolute addresses of the faulting PD.
 fn finish_exception(k: &mut Kernel, handler: EcId, faulter: EcId) {
     let (Some(src), Some(h_pd), Some(f_pd)) = (
         utcb_pa(k, handler),
@@ -276,12 +340,16 @@ fn finish_exception(k: &mut Kernel, handler: EcId, faulter: EcId) {
     let f = k.ecs.get_mut(faulter).expect("faulter");
     f.callee = None;
     f.state = EcState::Ready;
-    if untyped >= 3 {
-        f.regs.rip = word(src, 1);
-        f.regs.rsp = word(src, 2);
-    }
-    if action == exc::KILL {
-        k.kill_ec(faulter, "its exception handler asked for it");
+    match action {
+        exc::RESUME if untyped >= 3 => {
+            f.regs.rip = word(src, 1).min(paging::USER_END - 1);
+            f.regs.rsp = word(src, 2);
+        }
+        exc::RESUME => {}
+        exc::SET_STATE if untyped >= exc::WORDS && load_state(k, faulter, src) => {}
+        exc::SET_STATE => k.kill_ec(faulter, "its handler set a malformed state"),
+        exc::END => abort_ec(k, faulter),
+        _ => k.kill_ec(faulter, "its exception handler asked for it"),
     }
 }
 

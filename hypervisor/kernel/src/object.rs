@@ -160,6 +160,11 @@ pub struct Ec {
     pub deadline: Option<u64>,
     /// CR2 of the last page fault.
     pub fault_addr: u64,
+    /// `syscall` without the native tag is reflected as exception `exc::SYSCALL`.
+    pub reflect_syscalls: bool,
+    /// The FS segment base (thread pointer of foreign binaries), set only by the
+    /// kernel on behalf of a handler (`SET_STATE` replies, `ec_ctrl(SetState)`).
+    pub fs_base: u64,
 }
 
 impl Ec {

@@ -20,6 +20,9 @@ pub struct CpuSched {
     fpu_owner: Option<EcId>,
     io_loaded: Option<PdId>,
     tlb: Option<(PdId, u64)>,
+    /// The FS base MSR as last written on this CPU (anything that changes the MSR
+    /// behind the scheduler's back must reset this to `None`).
+    pub fs_base: Option<u64>,
 }
 
 pub struct Scheduler {
@@ -44,6 +47,7 @@ impl Scheduler {
                 fpu_owner: None,
                 io_loaded: None,
                 tlb: None,
+                fs_base: Some(0),
             })
             .collect();
         Scheduler {
@@ -262,6 +266,11 @@ fn switch_to(k: &mut Kernel, cpu: usize, ec: EcId) -> Next {
     if c.tlb != Some((pd_id, pd.tlb_gen)) {
         cpu::flush_tlb();
         c.tlb = Some((pd_id, pd.tlb_gen));
+    }
+    let fs_base = e.fs_base;
+    if c.fs_base != Some(fs_base) {
+        cpu::wrmsr(cpu::MSR_FS_BASE, fs_base);
+        c.fs_base = Some(fs_base);
     }
     if c.io_loaded != Some(pd_id) {
         crate::arch::smp::load_io_bitmap(&pd.io_bitmap);

@@ -156,15 +156,27 @@ extern "C" fn syscall_handler(frame: &mut Frame) -> ! {
         let k = guard.as_mut().expect("kernel state");
         if let Some(ec) = save_user(k, cpu, frame) {
             debug_assert_eq!(frame.vector, SYSCALL_VECTOR);
-            match crate::hypercall::handle(k, ec, frame) {
-                Outcome::Done(s, a, b) => {
-                    if let Some(e) = k.ecs.get_mut(ec) {
-                        e.regs.rax = s as u64;
-                        e.regs.rdi = a;
-                        e.regs.rsi = b;
+            let native = frame.rax >> 32 == hyper_abi::NATIVE_TAG >> 32;
+            let reflect = !native && k.ecs.get(ec).is_some_and(|e| e.reflect_syscalls);
+            let mut regs = *frame;
+            regs.rax &= if native { 0xffff_ffff } else { u64::MAX };
+            if reflect {
+                let e = k.ecs.get_mut(ec).expect("running EC exists");
+                e.regs.vector = hyper_abi::exc::SYSCALL;
+                e.regs.error = 0;
+                e.fault_addr = 0;
+                crate::ipc::exception(k, ec);
+            } else {
+                match crate::hypercall::handle(k, ec, &regs) {
+                    Outcome::Done(s, a, b) => {
+                        if let Some(e) = k.ecs.get_mut(ec) {
+                            e.regs.rax = s as u64;
+                            e.regs.rdi = a;
+                            e.regs.rsi = b;
+                        }
                     }
+                    Outcome::Blocked => {}
                 }
-                Outcome::Blocked => {}
             }
         }
         crate::sched::dispatch(k, cpu)

@@ -55,6 +55,7 @@ fn main() -> i32 {
         pd: sel::PD_SELF,
         cpu: info.cpu as u16,
         kind: EcKind::Local,
+        flags: 0,
         evt_base: native::EVT_BASE as u32,
         utcb: HANDLER_UTCB,
         sp: stack_top,
