@@ -9,6 +9,7 @@
 
 pub mod sel;
 pub mod syscall;
+pub mod vcpu;
 
 /// Hypercall numbers.
 #[repr(u64)]
@@ -44,10 +45,12 @@ pub enum Hypercall {
     Delegate = 13,
     /// `console_write(len)`: print `len` bytes from the UTCB data area on the kernel console.
     ConsoleWrite = 14,
+    /// `vcpu_run(vcpu_sel, charged_mask)`: run a vCPU until its next exit (see [`vcpu`]).
+    VcpuRun = 15,
 }
 
 impl Hypercall {
-    pub const COUNT: u64 = 15;
+    pub const COUNT: u64 = 16;
     pub fn from_raw(n: u64) -> Option<Self> {
         use Hypercall::*;
         Some(match n {
@@ -66,6 +69,7 @@ impl Hypercall {
             12 => AssignGsi,
             13 => Delegate,
             14 => ConsoleWrite,
+            15 => VcpuRun,
             _ => return None,
         })
     }
@@ -92,10 +96,13 @@ pub enum Status {
     OutOfMemory = 7,
     /// The destination selector or range is already occupied.
     Occupied = 8,
+    /// The CPU lacks a feature the operation needs (hardware virtualization: SVM with
+    /// NPT, or VMX with EPT and unrestricted guest).
+    NoFeature = 9,
 }
 
 impl Status {
-    pub const ALL: [Status; 9] = [
+    pub const ALL: [Status; 10] = [
         Status::Success,
         Status::Timeout,
         Status::Aborted,
@@ -105,6 +112,7 @@ impl Status {
         Status::BadCpu,
         Status::OutOfMemory,
         Status::Occupied,
+        Status::NoFeature,
     ];
     pub fn from_raw(v: u64) -> Option<Self> {
         Self::ALL.get(v as usize).copied()
@@ -120,6 +128,7 @@ impl Status {
             Status::BadCpu => "bad-cpu",
             Status::OutOfMemory => "out-of-memory",
             Status::Occupied => "occupied",
+            Status::NoFeature => "no-feature",
         }
     }
 }
@@ -134,7 +143,15 @@ pub enum EcKind {
     /// A portal handler: runs only when called, on the caller's time; the last
     /// argument is its stack pointer (reset on every call).
     Local = 1,
+    /// A virtual CPU of a VM (the PD argument must be a VM). The UTCB argument is where
+    /// the kernel maps its state page ([`vcpu::VcpuState`]) in the *creating* PD; the
+    /// stack and instruction pointer arguments are ignored. Run it with `vcpu_run`.
+    Vcpu = 2,
 }
+
+/// `create_pd` flag (third argument): the new PD is a virtual machine whose memory
+/// space is guest-physical (nested paging), for vCPUs.
+pub const PD_VM: u64 = 1;
 
 /// Semaphore operations for `sm_ctrl`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -59,6 +59,15 @@ pub fn call(pt: u64) -> Result<(), Status> {
 pub fn create_pd(dst: u64, kmem_quota: u64) -> Result<(), Status> {
     hc(Hypercall::CreatePd, dst, kmem_quota, 0, 0, 0).map(|_| ())
 }
+/// Creates a virtual machine: a PD whose memory space is guest-physical.
+pub fn create_vm(dst: u64, kmem_quota: u64) -> Result<(), Status> {
+    hc(Hypercall::CreatePd, dst, kmem_quota, crate::PD_VM, 0, 0).map(|_| ())
+}
+/// Runs vCPU `vcpu` after loading the `charged` fields from its state page; returns at
+/// its next exit (the state page then holds the state and the exit).
+pub fn vcpu_run(vcpu: u64, charged: u64) -> Result<(), Status> {
+    hc(Hypercall::VcpuRun, vcpu, charged, 0, 0, 0).map(|_| ())
+}
 /// Parameters of a new execution context.
 #[derive(Clone, Copy, Debug)]
 pub struct EcParams {

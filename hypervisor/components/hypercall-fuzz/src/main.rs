@@ -45,7 +45,8 @@ fn main() -> i32 {
         .unwrap_or(100_000);
     println!("fuzz: {count} random hypercalls, seed {seed}");
     let mut rng = Rng(seed.max(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut tally = [0u64; 10];
+    let unknown = Status::ALL.len();
+    let mut tally = [0u64; Status::ALL.len() + 1];
     for _ in 0..count {
         let n = if rng.next_u64().is_multiple_of(16) {
             rng.next_u64() % 64
@@ -85,7 +86,7 @@ fn main() -> i32 {
         }
         // SAFETY: the steering above keeps our own memory untouched.
         let r = unsafe { syscall::raw(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
-        let idx = Status::from_raw(r.status).map(|s| s as usize).unwrap_or(9);
+        let idx = Status::from_raw(r.status).map(|s| s as usize).unwrap_or(unknown);
         tally[idx] += 1;
     }
     let total: u64 = tally.iter().sum();
@@ -93,8 +94,8 @@ fn main() -> i32 {
     for s in Status::ALL {
         println!("fuzz:   {:<15} {}", s.name(), tally[s as usize]);
     }
-    if tally[9] != 0 {
-        println!("fuzz:   unknown status   {}", tally[9]);
+    if tally[unknown] != 0 {
+        println!("fuzz:   unknown status   {}", tally[unknown]);
     }
     0
 }
