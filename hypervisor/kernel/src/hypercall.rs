@@ -71,6 +71,7 @@ pub fn handle(k: &mut Kernel, ec: EcId, f: &Frame) -> Outcome {
             Err(s) => Outcome::Done(s, 0, 0),
         },
         Hypercall::ConsoleWrite => done(console_write(k, ec, a)),
+        Hypercall::VcpuRun => Outcome::Done(Status::NoFeature, 0, 0),
     }
 }
 
