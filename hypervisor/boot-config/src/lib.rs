@@ -24,6 +24,7 @@
 //! | key       | type    | default | meaning                            |
 //! |-----------|---------|---------|------------------------------------|
 //! | `verbose` | boolean | `false` | the roottask logs what it does     |
+//! | `terminal` | string | none   | component that reads the console's input |
 //!
 //! Keys of each `[[component]]`:
 //!
@@ -39,6 +40,14 @@
 //! | `uses`     | array of strings     | `[]`    | services it may ask for |
 //! | `ioports`  | array of strings or integers | `[]` | I/O ports it is granted: `"0x40-0x43"` (inclusive), `"0x61"` or `0x61`; at most `0xffff` |
 //! | `irqs`     | array of integers    | `[]`    | interrupt lines (GSIs, below 256) whose semaphores it gets |
+//! | `kind`     | string               | `"native"` | `"native"`: a Tern program; `"linux"`: a static x86_64 Linux program (e.g. Rust std built for `x86_64-unknown-linux-musl`) run by the `posix-server` boot module, which serves its system calls |
+//! | `cpus`     | array of integers    | `[cpu]` | CPUs its threads may run on (new threads are spread over them) |
+//! | `env`      | array of strings     | `[]`    | environment of a `linux` program, each `"NAME=value"` |
+//! | `vfs`      | array of strings     | `[]`    | the file system of a `linux` program: lines `"PATH = KIND [ARGS]"` (see docs/components.md) |
+//! | `stdin`, `stdout`, `stderr` | string | `/dev/null`, `/dev/log`, `/dev/log` | what file descriptors 0, 1 and 2 of a `linux` program open |
+//! | `after`    | string               | none    | start only after the named component has ended (exited or crashed) |
+//!
+//! Top-level `terminal = "NAME"` connects the console's input to that component.
 //!
 //! Service names follow the rules for component names. Checked across
 //! components: names are unique; every service a component `uses` is
@@ -85,6 +94,8 @@ use document::{Entry, Item, Spanned, Table, Value};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BootConfig {
     pub verbose: bool,
+    /// The component that gets the console's input.
+    pub terminal: Option<String>,
     pub components: Vec<Component>,
 }
 
@@ -102,6 +113,23 @@ pub struct Component {
     pub uses: Vec<String>,
     pub ioports: Vec<PortRange>,
     pub irqs: Vec<u8>,
+    pub kind: Kind,
+    /// CPUs its threads may run on (never empty; the first is `cpu`'s default).
+    pub cpus: Vec<u32>,
+    pub env: Vec<String>,
+    pub vfs: Vec<String>,
+    pub stdio: [String; 3],
+    /// Start only once this component has ended.
+    pub after: Option<String>,
+}
+
+/// What kind of program a component runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A native Tern program (its boot module is started directly).
+    Native,
+    /// A static Linux program, run by the `posix-server` boot module.
+    Linux,
 }
 
 /// An inclusive range of I/O ports.
@@ -141,9 +169,9 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Longest component or service name.
 pub const MAX_NAME_LEN: usize = 32;
 const DEFAULT_PRIORITY: u8 = 10;
-const TOP_KEYS: &str = "verbose, [[component]]";
-const COMPONENT_KEYS: &str =
-    "name, binary, memory, cpu, priority, args, provides, uses, ioports, irqs";
+const TOP_KEYS: &str = "verbose, terminal, [[component]]";
+const COMPONENT_KEYS: &str = "name, binary, memory, cpu, priority, args, provides, uses, \
+     ioports, irqs, kind, cpus, env, vfs, stdin, stdout, stderr, after";
 
 /// Parses a configuration held as bytes, reporting invalid UTF-8 with its
 /// byte offset.
@@ -177,9 +205,15 @@ pub fn parse(text: &str) -> Result<BootConfig, ConfigError> {
     })?;
     let mut config = BootConfig::default();
     let mut lines = Vec::new();
+    let mut terminal_line = 0;
     for (key, entry) in root.entries_in_order() {
         match key {
             "verbose" => config.verbose = as_bool(key, entry)?,
+            "terminal" => {
+                let name = checked_name(key, entry, as_str(key, entry)?, "component")?;
+                config.terminal = Some(name);
+                terminal_line = entry.pos.line;
+            }
             "component" => {
                 let Item::Array(tables) = &entry.item else {
                     return Err(error(
@@ -207,6 +241,15 @@ pub fn parse(text: &str) -> Result<BootConfig, ConfigError> {
         }
     }
     check_across(&config.components, &lines)?;
+    if let Some(t) = &config.terminal {
+        if !config.components.iter().any(|c| &c.name == t) {
+            return Err(error(
+                terminal_line,
+                "terminal",
+                format!("names component \"{t}\", which the configuration does not have"),
+            ));
+        }
+    }
     Ok(config)
 }
 
@@ -217,6 +260,7 @@ struct Lines {
     name: usize,
     provides: usize,
     uses: usize,
+    after: usize,
 }
 
 fn error(line: usize, key: &str, message: String) -> ConfigError {
@@ -236,6 +280,7 @@ fn component(table: &Table) -> Result<(Component, Lines), ConfigError> {
     let mut name = None;
     let mut binary = None;
     let mut memory = None;
+    let mut cpu_line = None;
     let mut c = Component {
         name: String::new(),
         binary: String::new(),
@@ -247,6 +292,16 @@ fn component(table: &Table) -> Result<(Component, Lines), ConfigError> {
         uses: Vec::new(),
         ioports: Vec::new(),
         irqs: Vec::new(),
+        kind: Kind::Native,
+        cpus: Vec::new(),
+        env: Vec::new(),
+        vfs: Vec::new(),
+        stdio: [
+            "/dev/null".to_string(),
+            "/dev/log".to_string(),
+            "/dev/log".to_string(),
+        ],
+        after: None,
     };
     for (key, entry) in table.entries_in_order() {
         let line = entry.pos.line;
@@ -268,6 +323,7 @@ fn component(table: &Table) -> Result<(Component, Lines), ConfigError> {
             }
             "memory" => memory = Some(memory_size(key, entry)?),
             "cpu" => {
+                cpu_line = Some(line);
                 let v = as_int(key, entry)?;
                 c.cpu = u32::try_from(v).map_err(|_| {
                     error(
@@ -310,6 +366,74 @@ fn component(table: &Table) -> Result<(Component, Lines), ConfigError> {
             }
             "ioports" => c.ioports = ioports(key, entry)?,
             "irqs" => c.irqs = irqs(key, entry)?,
+            "kind" => {
+                c.kind = match as_str(key, entry)? {
+                    "native" => Kind::Native,
+                    "linux" => Kind::Linux,
+                    other => {
+                        return Err(error(
+                            line,
+                            key,
+                            format!("\"{other}\" is not a kind; write \"native\" or \"linux\""),
+                        ))
+                    }
+                }
+            }
+            "cpus" => {
+                let mut cpus = Vec::new();
+                for v in int_array(key, entry)? {
+                    let cpu = u32::try_from(v).ok().filter(|&c| c < 64).ok_or_else(|| {
+                        error(line, key, format!("{v} is not a CPU number below 64"))
+                    })?;
+                    if cpus.contains(&cpu) {
+                        return Err(error(line, key, format!("lists CPU {cpu} twice")));
+                    }
+                    cpus.push(cpu);
+                }
+                if cpus.is_empty() {
+                    return Err(error(
+                        line,
+                        key,
+                        "lists no CPU; leave it out to use `cpu`".to_string(),
+                    ));
+                }
+                c.cpus = cpus;
+            }
+            "env" => {
+                for (s, _) in string_array(key, entry)? {
+                    match s.split_once('=') {
+                        Some((n, _)) if !n.is_empty() && !n.contains('\0') && !s.contains('\0') => {
+                            c.env.push(s.to_string())
+                        }
+                        _ => return Err(error(line, key, format!("\"{s}\" is not NAME=value"))),
+                    }
+                }
+            }
+            "vfs" => {
+                c.vfs = string_array(key, entry)?
+                    .into_iter()
+                    .map(|(s, _)| s.to_string())
+                    .collect();
+            }
+            "stdin" | "stdout" | "stderr" => {
+                let path = as_str(key, entry)?;
+                if !path.starts_with('/') {
+                    return Err(error(
+                        line,
+                        key,
+                        format!("\"{path}\" is not an absolute path"),
+                    ));
+                }
+                let i = ["stdin", "stdout", "stderr"]
+                    .iter()
+                    .position(|k| *k == key)
+                    .unwrap_or(0);
+                c.stdio[i] = path.to_string();
+            }
+            "after" => {
+                c.after = Some(checked_name(key, entry, as_str(key, entry)?, "component")?);
+                lines.after = line;
+            }
             _ => {
                 let hint = match &entry.item {
                     Item::Value(_) if key == "verbose" => {
@@ -336,6 +460,30 @@ fn component(table: &Table) -> Result<(Component, Lines), ConfigError> {
     c.name = name.ok_or_else(|| missing("name", "\"pong\""))?;
     c.memory = memory.ok_or_else(|| missing("memory", "\"4M\""))?;
     c.binary = binary.unwrap_or_else(|| c.name.clone());
+    if c.cpus.is_empty() {
+        c.cpus.push(c.cpu);
+    } else if let Some(line) = cpu_line.filter(|_| !c.cpus.contains(&c.cpu)) {
+        return Err(error(
+            line,
+            "cpu",
+            format!(
+                "CPU {} is not among `cpus`; add it there or leave `cpu` out",
+                c.cpu
+            ),
+        ));
+    } else if cpu_line.is_none() {
+        c.cpu = c.cpus[0];
+    }
+    let linux_only = [(!c.env.is_empty(), "env"), (!c.vfs.is_empty(), "vfs")];
+    if c.kind == Kind::Native {
+        if let Some((_, key)) = linux_only.iter().find(|(set, _)| *set) {
+            return Err(error(
+                lines.header,
+                key,
+                "applies to kind = \"linux\" components only".to_string(),
+            ));
+        }
+    }
     Ok((c, lines))
 }
 
@@ -369,6 +517,17 @@ fn check_across(components: &[Component], lines: &[Lines]) -> Result<(), ConfigE
         }
     }
     for (c, l) in components.iter().zip(lines) {
+        if let Some(after) = &c.after {
+            if !names.contains_key(after.as_str()) || after == &c.name {
+                return Err(error(
+                    l.after,
+                    "after",
+                    format!(
+                        "names \"{after}\", which is not another component of this configuration"
+                    ),
+                ));
+            }
+        }
         if let Some(service) = c.uses.iter().find(|s| !providers.contains_key(s.as_str())) {
             return Err(error(
                 l.uses,
@@ -601,6 +760,20 @@ fn irqs(key: &str, entry: &Entry) -> Result<Vec<u8>, ConfigError> {
         out.push(irq);
     }
     Ok(out)
+}
+
+fn int_array(key: &str, entry: &Entry) -> Result<Vec<u64>, ConfigError> {
+    as_array(key, entry)?
+        .iter()
+        .map(|item| match &item.value {
+            Value::Integer(i) => Ok(*i),
+            other => Err(error(
+                item.pos.line,
+                key,
+                format!("expected integers, found {}", other.kind()),
+            )),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -66,6 +66,12 @@ fn parses_the_example() {
                 }
             ],
             irqs: vec![0],
+            kind: Kind::Native,
+            cpus: vec![0],
+            env: vec![],
+            vfs: vec![],
+            stdio: ["/dev/null".into(), "/dev/log".into(), "/dev/log".into()],
+            after: None,
         }
     );
     let ping = &config.components[1];
@@ -231,7 +237,8 @@ fn unknown_and_duplicate_keys() {
     let e = err("verbos = true\n");
     assert_eq!(e.key.as_deref(), Some("verbos"));
     assert!(
-        e.message.contains("known keys: verbose, [[component]]"),
+        e.message
+            .contains("known keys: verbose, terminal, [[component]]"),
         "{e}"
     );
     let e = err(&with_component("memroy = 5"));
@@ -514,4 +521,57 @@ fn large_inputs_stay_linear() {
     // Deep bracket nesting is an error, not a stack overflow.
     let deep = std::format!("x = {}", "[".repeat(100_000));
     assert!(err(&deep).message.contains("nested arrays"));
+}
+
+const LINUX: &str = r#"
+terminal = "app"
+
+[[component]]
+name = "app"
+kind = "linux"
+binary = "std-selftest"
+memory = "600M"
+cpus = [1, 0]
+env = ["RUST_BACKTRACE=0", "HOME=/"]
+vfs = ["/dev/log = log", "/tmp = ram 16M"]
+stdin = "/dev/terminal"
+
+[[component]]
+name = "later"
+memory = "1M"
+after = "app"
+"#;
+
+#[test]
+fn parses_linux_components() {
+    let config = parse(LINUX).unwrap();
+    assert_eq!(config.terminal.as_deref(), Some("app"));
+    let app = &config.components[0];
+    assert_eq!(app.kind, Kind::Linux);
+    assert_eq!(app.cpus, [1, 0]);
+    assert_eq!(app.cpu, 1, "the first of `cpus` when `cpu` is not given");
+    assert_eq!(app.env, ["RUST_BACKTRACE=0", "HOME=/"]);
+    assert_eq!(app.vfs, ["/dev/log = log", "/tmp = ram 16M"]);
+    assert_eq!(app.stdio[0], "/dev/terminal");
+    assert_eq!(app.stdio[1], "/dev/log");
+    assert_eq!(config.components[1].after.as_deref(), Some("app"));
+    assert_eq!(config.components[1].kind, Kind::Native);
+}
+
+#[test]
+fn linux_keys_are_checked() {
+    let bad = |from: &str, to: &str| parse(&LINUX.replace(from, to)).unwrap_err().to_string();
+    assert!(bad("\"linux\"", "\"windows\"").contains("write \"native\" or \"linux\""));
+    assert!(bad("\"HOME=/\"", "\"HOME\"").contains("\"HOME\" is not NAME=value"));
+    assert!(bad("cpus = [1, 0]", "cpus = [1, 1]").contains("lists CPU 1 twice"));
+    assert!(bad("cpus = [1, 0]", "cpus = []").contains("lists no CPU"));
+    assert!(bad("cpus = [1, 0]", "cpus = [1]\ncpu = 0").contains("CPU 0 is not among `cpus`"));
+    assert!(bad("after = \"app\"", "after = \"nobody\"").contains("not another component"));
+    assert!(bad("terminal = \"app\"", "terminal = \"tty\"").contains("does not have"));
+    assert!(bad("\"/dev/terminal\"", "\"dev/terminal\"").contains("not an absolute path"));
+    let native_env = bad("kind = \"linux\"\n", "");
+    assert!(
+        native_env.contains("applies to kind = \"linux\""),
+        "{native_env}"
+    );
 }
