@@ -163,8 +163,15 @@ extern "C" {
 
 /// The page-directory entry that maps the 2 MiB region containing `addr` (< 4 GiB).
 pub fn pd_entry(addr: u64) -> *mut u64 {
-    assert!(addr < 1 << 32, "the identity map covers only the first 4 GiB");
+    assert!(
+        addr < 1 << 32,
+        "the identity map covers only the first 4 GiB"
+    );
     // SAFETY: only the address of the static is taken (no reference is created); the
     // index is below 2048 by the assert above.
-    unsafe { core::ptr::addr_of_mut!(guest_pd).cast::<u64>().add((addr >> 21) as usize) }
+    unsafe {
+        core::ptr::addr_of_mut!(guest_pd)
+            .cast::<u64>()
+            .add((addr >> 21) as usize)
+    }
 }

@@ -34,7 +34,12 @@ pub fn name() -> &'static str {
         return "guest";
     }
     // SAFETY: `p` and the length come from a `&'static str` stored by `set_name`.
-    unsafe { core::str::from_utf8_unchecked(core::slice::from_raw_parts(p, NAME_LEN.load(Ordering::Relaxed))) }
+    unsafe {
+        core::str::from_utf8_unchecked(core::slice::from_raw_parts(
+            p,
+            NAME_LEN.load(Ordering::Relaxed),
+        ))
+    }
 }
 
 struct Com1;

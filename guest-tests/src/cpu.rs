@@ -8,44 +8,58 @@ use core::arch::asm;
 
 pub fn outb(port: u16, v: u8) {
     // SAFETY: port I/O has no effect on this program's memory; the guest owns all ports.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 pub fn outw(port: u16, v: u16) {
     // SAFETY: as in `outb`.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 pub fn outl(port: u16, v: u32) {
     // SAFETY: as in `outb`.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    };
 }
 
 pub fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: as in `outb`.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
 pub fn inw(port: u16) -> u16 {
     let v: u16;
     // SAFETY: as in `outb`.
-    unsafe { asm!("in ax, dx", in("dx") port, out("ax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in ax, dx", in("dx") port, out("ax") v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
 pub fn inl(port: u16) -> u32 {
     let v: u32;
     // SAFETY: as in `outb`.
-    unsafe { asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags))
+    };
     v
 }
 
 pub fn rdtsc() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: RDTSC only reads the time-stamp counter.
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -71,7 +85,9 @@ pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: reading an MSR has no memory effect; an invalid MSR raises #GP, which the
     // guest's IDT handles (a test arms a catcher first, else it is reported as FAIL).
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -125,7 +141,9 @@ pub fn invlpg(addr: u64) {
 /// Reloads CR3 (drops every non-global translation).
 pub fn flush_tlb() {
     // SAFETY: writes back the same page-table root.
-    unsafe { asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack, preserves_flags)) };
+    unsafe {
+        asm!("mov {t}, cr3", "mov cr3, {t}", t = out(reg) _, options(nostack, preserves_flags))
+    };
 }
 
 pub fn rflags() -> u64 {

@@ -41,7 +41,11 @@ pub const UNMAPPED: u64 = 0xE000_0000;
 pub fn require() {
     let id = cpu::inl(TD_ID);
     if id != TD_ID_VALUE {
-        fail!("test device absent (TD_ID read {:#x}, expected {:#x})", id, TD_ID_VALUE);
+        fail!(
+            "test device absent (TD_ID read {:#x}, expected {:#x})",
+            id,
+            TD_ID_VALUE
+        );
     }
 }
 

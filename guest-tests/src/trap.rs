@@ -137,7 +137,9 @@ pub fn load() {
         *w = (base >> (16 * i)) as u16;
     }
     // SAFETY: the IDT is static, filled by `init`, and its stubs stay mapped.
-    unsafe { core::arch::asm!("lidt [{}]", in(reg) idtr.as_ptr(), options(readonly, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("lidt [{}]", in(reg) idtr.as_ptr(), options(readonly, nostack, preserves_flags))
+    };
 }
 
 /// Installs (`Some`) or removes (`None`) the handler of `vector`.

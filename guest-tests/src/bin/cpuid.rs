@@ -22,16 +22,33 @@ fn main() {
     println!("vendor {vendor}, max basic leaf {max:#x}");
 
     let one = cpuid(1, 0);
-    check!(one != [max, b, c, d], "leaf 1 returned the same registers as leaf 0");
+    check!(
+        one != [max, b, c, d],
+        "leaf 1 returned the same registers as leaf 0"
+    );
     // FPU (0), TSC (4), MSR (5), PAE (6), CX8 (8), APIC (9) are what the guests rely on.
     let need = (1 << 0) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 8);
-    check!(one[3] & need == need, "leaf 1 EDX {:#x} lacks FPU/TSC/MSR/PAE/CX8 ({need:#x})", one[3]);
-    println!("leaf 1: eax {:#x} ebx {:#x} ecx {:#x} edx {:#x}", one[0], one[1], one[2], one[3]);
+    check!(
+        one[3] & need == need,
+        "leaf 1 EDX {:#x} lacks FPU/TSC/MSR/PAE/CX8 ({need:#x})",
+        one[3]
+    );
+    println!(
+        "leaf 1: eax {:#x} ebx {:#x} ecx {:#x} edx {:#x}",
+        one[0], one[1], one[2], one[3]
+    );
 
     let [ext_max, ..] = cpuid(0x8000_0000, 0);
-    check!(ext_max >= 0x8000_0001, "leaf 0x80000000: max extended leaf {ext_max:#x}");
+    check!(
+        ext_max >= 0x8000_0001,
+        "leaf 0x80000000: max extended leaf {ext_max:#x}"
+    );
     let ext = cpuid(0x8000_0001, 0);
     // We run in long mode, so the CPU the VMM describes must have it.
-    check!(ext[3] & (1 << 29) != 0, "leaf 0x80000001 EDX {:#x}: LM bit clear in long mode", ext[3]);
+    check!(
+        ext[3] & (1 << 29) != 0,
+        "leaf 0x80000001 EDX {:#x}: LM bit clear in long mode",
+        ext[3]
+    );
     println!("leaf 0x80000001: ecx {:#x} edx {:#x}", ext[2], ext[3]);
 }
