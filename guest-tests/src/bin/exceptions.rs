@@ -49,7 +49,13 @@ macro_rules! provoke {
 }
 
 /// Checks that the catcher saw `vector` with `error` at `rip`.
-fn expect(what: &str, caught: Option<trap::Caught>, vector: u8, error: u64, rip: u64) -> trap::Caught {
+fn expect(
+    what: &str,
+    caught: Option<trap::Caught>,
+    vector: u8,
+    error: u64,
+    rip: u64,
+) -> trap::Caught {
     let Some(c) = caught else {
         guest_tests::fail!("{what}: no exception (expected vector {vector})");
     };
@@ -90,13 +96,15 @@ fn map_region() {
 }
 
 fn main() {
-    let (at, _, c) = provoke!(DE, "div rcx", in("rcx") 0u64, inout("rax") 1u64 => _, inout("rdx") 0u64 => _);
+    let (at, _, c) =
+        provoke!(DE, "div rcx", in("rcx") 0u64, inout("rax") 1u64 => _, inout("rdx") 0u64 => _);
     expect("DIV by 0", c, DE, 0, at);
     let (at, _, c) = provoke!(UD, "ud2");
     expect("UD2", c, UD, 0, at);
     let (_, after, c) = provoke!(BP, "int3");
     expect("INT3", c, BP, 0, after);
-    let (at, _, c) = provoke!(GP, "mov rax, [rcx]", in("rcx") 0x8000_0000_0000_0000u64, out("rax") _);
+    let (at, _, c) =
+        provoke!(GP, "mov rax, [rcx]", in("rcx") 0x8000_0000_0000_0000u64, out("rax") _);
     expect("load from a non-canonical address", c, GP, 0, at);
     println!("#DE, #UD, #BP, #GP caught and resumed");
 
@@ -108,18 +116,34 @@ fn main() {
     let target = ABSENT + 0x123;
     let (at, _, c) = provoke!(PF, "mov byte ptr [rcx], 1", in("rcx") target);
     let c = expect("write to a not-present page", c, PF, 0x2, at);
-    check!(c.cr2 == target, "write to a not-present page: CR2 {:#x}, expected {target:#x}", c.cr2);
+    check!(
+        c.cr2 == target,
+        "write to a not-present page: CR2 {:#x}, expected {target:#x}",
+        c.cr2
+    );
 
     let (at, _, c) = provoke!(PF, "mov al, [rcx]", in("rcx") target, out("al") _);
     let c = expect("read from a not-present page", c, PF, 0x0, at);
-    check!(c.cr2 == target, "read from a not-present page: CR2 {:#x}, expected {target:#x}", c.cr2);
+    check!(
+        c.cr2 == target,
+        "read from a not-present page: CR2 {:#x}, expected {target:#x}",
+        c.cr2
+    );
 
     let target = READ_ONLY + 8;
-    let (at, _, c) = provoke!(PF, "mov qword ptr [rcx], rdx", in("rcx") target, in("rdx") 0x1234u64);
+    let (at, _, c) =
+        provoke!(PF, "mov qword ptr [rcx], rdx", in("rcx") target, in("rdx") 0x1234u64);
     let c = expect("write to a read-only page (CR0.WP)", c, PF, 0x3, at);
-    check!(c.cr2 == target, "write to a read-only page: CR2 {:#x}, expected {target:#x}", c.cr2);
+    check!(
+        c.cr2 == target,
+        "write to a read-only page: CR2 {:#x}, expected {target:#x}",
+        c.cr2
+    );
     // SAFETY: as above.
     let after = unsafe { ro_value.read_volatile() };
-    check!(after == before, "the faulting write to the read-only page changed it");
+    check!(
+        after == before,
+        "the faulting write to the read-only page changed it"
+    );
     println!("#PF: error codes 0x2, 0x0, 0x3 and CR2 as expected");
 }

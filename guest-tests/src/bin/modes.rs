@@ -197,10 +197,23 @@ fn main() {
         pm32_efer & 0x500 == 0x100,
         "after CR0.PG = 0: EFER {pm32_efer:#x}, expected LME (bit 8) set and LMA (bit 10) clear"
     );
-    check!(rm_cr0 & 0x8000_0001 == 0, "CR0 {rm_cr0:#x} in real mode: PE or PG still set");
-    check!(rm_read == 0xbeef, "real mode read {rm_read:#x} at 1023:0004, wrote 0xbeef at 1000:0234");
+    check!(
+        rm_cr0 & 0x8000_0001 == 0,
+        "CR0 {rm_cr0:#x} in real mode: PE or PG still set"
+    );
+    check!(
+        rm_read == 0xbeef,
+        "real mode read {rm_read:#x} at 1023:0004, wrote 0xbeef at 1000:0234"
+    );
     let efer = cpu::rdmsr(0xC000_0080);
-    check!(efer & 0x500 == 0x500, "back in long mode but EFER {efer:#x} lacks LME/LMA");
-    check!(cpu::cr0() & 0x8000_0001 == 0x8000_0001, "back in long mode but CR0 {:#x}", cpu::cr0());
+    check!(
+        efer & 0x500 == 0x500,
+        "back in long mode but EFER {efer:#x} lacks LME/LMA"
+    );
+    check!(
+        cpu::cr0() & 0x8000_0001 == 0x8000_0001,
+        "back in long mode but CR0 {:#x}",
+        cpu::cr0()
+    );
     println!("long -> protected -> real -> protected -> long mode and back");
 }
