@@ -58,7 +58,7 @@ pub fn line(args: fmt::Arguments) {
     while LOCK.swap(true, Ordering::Acquire) {
         cpu::pause();
     }
-    let _ = write!(Com1, "{}: {}\n", name(), args);
+    let _ = writeln!(Com1, "{}: {}", name(), args);
     LOCK.store(false, Ordering::Release);
 }
 

@@ -25,8 +25,8 @@ fn main() {
     check!(cpu::rflags() & 0x200 == 0, "IF is set at start");
     trap::set_handler(VECTOR, Some(on_interrupt));
     device::command(CMD_IRQ_NOW, u32::from(VECTOR), 0);
-    for i in 0..1000 {
-        if i % 10 == 0 {
+    for i in 0..1000u32 {
+        if i.is_multiple_of(10) {
             cpu::inl(TD_ID); // an exit: a chance for a wrong injection
         }
         check!(

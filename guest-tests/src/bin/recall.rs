@@ -30,7 +30,7 @@ fn main() {
     // Memory loads and RDTSC only: nothing here exits to the VMM.
     while FLAG.load(Ordering::Acquire) == 0 {
         spins += 1;
-        if spins % 1024 == 0 && cpu::rdtsc().wrapping_sub(start) > GIVE_UP {
+        if spins.is_multiple_of(1024) && cpu::rdtsc().wrapping_sub(start) > GIVE_UP {
             cpu::cli();
             fail!("no vector {VECTOR:#x} after {GIVE_UP:#x} TSC cycles of spinning: was the vCPU recalled?");
         }

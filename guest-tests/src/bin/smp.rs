@@ -55,7 +55,10 @@ fn play(me: usize) {
             return;
         }
         if cpu::rdtsc().wrapping_sub(start) > GIVE_UP {
-            fail!("vCPU {me}: the other vCPU's counter stopped at {}", other.load(Ordering::Relaxed));
+            fail!(
+                "vCPU {me}: the other vCPU's counter stopped at {}",
+                other.load(Ordering::Relaxed)
+            );
         }
     }
 }
