@@ -8,6 +8,9 @@
 //! - selectors [`EVT_BASE`]..: exception portals (to the roottask).
 //! - selectors [`IRQ_BASE`]..: the interrupt semaphores the configuration grants.
 //! - selectors from [`FREE_SEL`]: free for the program.
+//! - for every CPU `c`, a block at [`cpu_portals`]`(c)`: exception portals and a
+//!   parent portal served on that CPU (threads on other CPUs than the component's
+//!   first use these: a portal is always called on its handler's CPU).
 #![no_std]
 
 extern crate alloc;
@@ -24,6 +27,18 @@ pub const PARENT: u64 = 4;
 pub const EVT_BASE: u64 = 8;
 pub const IRQ_BASE: u64 = 64;
 pub const FREE_SEL: u64 = 128;
+/// Per-CPU portal blocks (see [`cpu_portals`]).
+pub const CPU_PORTALS: u64 = 0x1000;
+/// Offset of the parent portal inside a CPU's block.
+pub const CPU_PARENT: u64 = 40;
+/// Selectors from here up are free for the program as well.
+pub const FREE_SEL_HIGH: u64 = 0x2000;
+
+/// First selector of CPU `cpu`'s portal block: exception portals at
+/// `+ vector` (an event base), the parent portal at `+ CPU_PARENT`.
+pub const fn cpu_portals(cpu: u32) -> u64 {
+    CPU_PORTALS + cpu as u64 * 64
+}
 /// Window where delegated capabilities arrive (selectors 1024..2048).
 pub const RECV_BASE: u64 = 1024;
 pub const RECV_ORDER: u8 = 10;
@@ -41,6 +56,9 @@ pub struct StartInfo {
     pub cpu_count: u32,
     pub _pad: u32,
     pub tsc_per_us: u64,
+    /// Wall-clock time (seconds since 1970, from the RTC) when the TSC read `boot_tsc`.
+    pub boot_epoch_s: u64,
+    pub boot_tsc: u64,
 }
 
 impl StartInfo {

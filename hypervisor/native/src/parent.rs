@@ -7,6 +7,20 @@ use hyper_abi::{syscall, Crd, CrdKind, Status};
 pub const OP_REGISTER: u64 = 1;
 pub const OP_LOOKUP: u64 = 2;
 pub const OP_EXIT: u64 = 3;
+/// `[op, va, order, rights]`: back `2^order` pages at `va` with zeroed memory of
+/// the component's quota. Reply word 0: 0 done, 1 refused (bad range or already
+/// mapped), 2 quota exhausted.
+pub const OP_MAP: u64 = 4;
+/// `[op, va, pages]`: give the memory backing `[va, va + pages * 4096)` back.
+pub const OP_UNMAP: u64 = 5;
+/// `[op, name (4 words), va]`: map boot module `name` read-only at `va`. Reply:
+/// `[0, size, offset of its first byte in the first page]`.
+pub const OP_ROM: u64 = 6;
+/// `[op, length, text...]`: the component crashed for the reason in the text;
+/// the roottask reports it and ends the component.
+pub const OP_CRASH: u64 = 7;
+/// `[op]`: reply `[0, quota pages, used pages]`.
+pub const OP_MEMINFO: u64 = 8;
 
 pub fn name_words(name: &str) -> [u64; 4] {
     let mut w = [0u64; 4];

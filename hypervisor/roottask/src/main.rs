@@ -2,18 +2,28 @@
 //! use (described by the Hypervisor Information Page), reads the boot configuration
 //! module `config`, and starts each component in its own protection domain with
 //! the memory, ports, interrupts and services the configuration grants. It then
-//! serves the components' parent requests and exceptions (as their pager).
+//! serves the components' parent requests (services, memory, boot modules, exit)
+//! and exceptions (as their pager and crash reporter), and takes every page back
+//! when a component ends.
+//!
+//! Linux components (`kind = "linux"`) start the `posix-server` boot module in
+//! their protection domain; it loads the Linux program and serves its system calls
+//! with the memory requests below (see docs/components.md).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod memory;
 mod pool;
+mod rtc;
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use boot_config::{BootConfig, Kind};
 use hyper_abi::syscall::{self, EcParams};
 use hyper_abi::{exc, mem_rights, obj_rights, sel, Crd, CrdKind, EcKind, Hip, SmOp, Status};
+use memory::Memory;
 use native::{parent, StartInfo};
 use pool::Pool;
 
@@ -27,6 +37,8 @@ fn new_sel() -> u64 {
 
 /// UTCBs of the roottask's portal handlers (one per CPU).
 const HANDLER_UTCB: u64 = 0x0000_7fff_ff00_0000;
+/// The boot module that runs Linux programs.
+const POSIX_SERVER: &str = "posix-server";
 
 struct Component {
     name: String,
@@ -35,8 +47,9 @@ struct Component {
     provides: Vec<String>,
     alive: bool,
     faults: u64,
-    /// Pages of its memory quota not yet used (the pager takes lazy pages from it).
-    pages_left: u64,
+    memory: Memory,
+    /// Free pages of the pool just before it started.
+    free_before: u64,
 }
 
 struct Service {
@@ -45,24 +58,33 @@ struct Service {
 }
 
 struct State {
+    hip: &'static Hip,
+    config: BootConfig,
     components: Vec<Component>,
+    /// Configuration indices of components waiting for another to end.
+    waiting: Vec<usize>,
     services: Vec<Service>,
     pool: Pool,
+    handlers: Vec<u64>,
+    boot_epoch_s: u64,
+    boot_tsc: u64,
 }
 
 static STATE: spin::Mutex<Option<State>> = spin::Mutex::new(None);
 
-macro_rules! rprintln {
-    ($($arg:tt)*) => { native::println!("roottask: {}", format_args!($($arg)*)) };
+/// Prints a roottask line through the UTCB at `at` (the printing EC's own).
+fn say(at: u64, args: core::fmt::Arguments) {
+    native::print_at(at, format_args!("roottask: {args}\n"));
 }
 
 #[no_mangle]
 extern "C" fn _start(hip: u64, utcb: u64) -> ! {
     native::set_utcb(utcb);
     native::heap::init();
-    // SAFETY: the kernel maps the HIP read-only at this address before we start.
-    let hip = unsafe { &*(hip as *const Hip) };
-    main(hip);
+    // SAFETY: the kernel maps the HIP read-only at this address before we start
+    // and never changes or unmaps it.
+    let hip: &'static Hip = unsafe { &*(hip as *const Hip) };
+    main(hip, utcb);
     // nothing left to do on this thread: block for good (handlers keep serving)
     let idle = new_sel();
     let _ = syscall::create_sm(idle, 0, None);
@@ -79,67 +101,104 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     }
 }
 
-fn module(hip: &Hip, name: &str) -> Option<&'static [u8]> {
+/// Boot module `name`: its physical address and bytes.
+fn module(hip: &Hip, name: &str) -> Option<(u64, &'static [u8])> {
     hip.modules[..hip.module_count as usize]
         .iter()
         .find_map(|m| {
             let cmd = native::cstr(&m.cmdline);
             (cmd.split(' ').next() == Some(name)).then(|| {
-                // SAFETY: the kernel maps every boot module at PHYS_WINDOW + its address.
-                unsafe {
+                // SAFETY: the kernel maps every boot module at PHYS_WINDOW + its
+                // address; the roottask never writes to module memory.
+                let bytes = unsafe {
                     core::slice::from_raw_parts(
                         (sel::PHYS_WINDOW + m.base) as *const u8,
                         m.size as usize,
                     )
-                }
+                };
+                (m.base, bytes)
             })
         })
 }
 
-fn main(hip: &Hip) {
+fn main(hip: &'static Hip, at: u64) {
     let ram: u64 = hip.mem[..hip.mem_count as usize]
         .iter()
         .map(|m| m.size)
         .sum();
-    rprintln!(
-        "started on {} CPUs with {} MiB of RAM and {} boot modules",
-        hip.cpu_count,
-        ram >> 20,
-        hip.module_count
+    say(
+        at,
+        format_args!(
+            "started on {} CPUs with {} MiB of RAM and {} boot modules",
+            hip.cpu_count,
+            ram >> 20,
+            hip.module_count
+        ),
     );
-    let pool = Pool::new(&hip.mem[..hip.mem_count as usize]);
-    *STATE.lock() = Some(State {
-        components: Vec::new(),
-        services: Vec::new(),
-        pool,
-    });
-
-    let Some(text) = module(hip, "config") else {
-        rprintln!("no boot module named \"config\": nothing to start");
+    let Some(pool) = Pool::new(&hip.mem[..hip.mem_count as usize]) else {
+        say(at, format_args!("no RAM block can hold the frame bitmap"));
+        return;
+    };
+    let Some((_, text)) = module(hip, "config") else {
+        say(
+            at,
+            format_args!("no boot module named \"config\": nothing to start"),
+        );
         return;
     };
     let config = match boot_config::parse_bytes(text) {
         Ok(c) => c,
         Err(e) => {
-            rprintln!("boot configuration rejected: {e}");
+            say(at, format_args!("boot configuration rejected: {e}"));
             return;
         }
     };
+    let boot_epoch_s = rtc::read_epoch_seconds().unwrap_or(0);
+    let boot_tsc = native::rdtsc();
+    let mut st = State {
+        hip,
+        config,
+        components: Vec::new(),
+        waiting: Vec::new(),
+        services: Vec::new(),
+        pool,
+        handlers: Vec::new(),
+        boot_epoch_s,
+        boot_tsc,
+    };
     // one handler EC per CPU serves parent requests and exceptions
-    let mut handlers = Vec::new();
     for cpu in 0..hip.cpu_count {
-        handlers.push(make_handler(cpu));
+        let h = make_handler(&mut st, cpu);
+        st.handlers.push(h);
     }
-    for (index, c) in config.components.iter().enumerate() {
-        match start(hip, &config, index, c, &handlers) {
-            Ok(()) => rprintln!("started {} on CPU {}", c.name, c.cpu),
-            Err(e) => rprintln!("cannot start {}: {e}", c.name),
+    for index in 0..st.config.components.len() {
+        if st.config.components[index].after.is_some() {
+            st.waiting.push(index);
         }
     }
+    // serve requests from now on (components start calling while we start others)
+    *STATE.lock() = Some(st);
+    let n = with_state(|s| s.config.components.len());
+    for index in 0..n {
+        with_state(|s| {
+            if !s.waiting.contains(&index) {
+                launch(s, index, at);
+            }
+        });
+    }
+    with_state(|s| {
+        say(
+            at,
+            format_args!(
+                "all components started; free memory {} KiB",
+                s.pool.free_pages() * 4
+            ),
+        )
+    });
 }
 
-fn make_handler(cpu: u32) -> u64 {
-    let stack = with_state(|s| s.pool.alloc(16)).expect("memory for handler stacks");
+fn make_handler(s: &mut State, cpu: u32) -> u64 {
+    let stack = s.pool.alloc(4, |_| {}).expect("memory for handler stacks");
     let ec = new_sel();
     let utcb = HANDLER_UTCB + cpu as u64 * 0x1000;
     let p = EcParams {
@@ -162,26 +221,38 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
     f(STATE.lock().as_mut().expect("state"))
 }
 
+/// Starts configured component `index` and reports the outcome.
+fn launch(s: &mut State, index: usize, at: u64) {
+    let name = s.config.components[index].name.clone();
+    let cpu = s.config.components[index].cpu;
+    match start(s, index) {
+        Ok(()) => say(at, format_args!("started {name} on CPU {cpu}")),
+        Err(e) => {
+            say(at, format_args!("cannot start {name}: {e}"));
+            if let Some(ci) = s.components.iter().position(|c| c.name == name && c.alive) {
+                end(s, ci, at);
+            }
+        }
+    }
+}
+
 /// Component-side addresses.
 const STACK_PAGES: u64 = 16;
 
-fn start(
-    hip: &Hip,
-    cfg: &boot_config::BootConfig,
-    index: usize,
-    c: &boot_config::Component,
-    handlers: &[u64],
-) -> Result<(), String> {
+fn start(s: &mut State, index: usize) -> Result<(), String> {
     use alloc::format;
-    let image =
-        module(hip, &c.binary).ok_or_else(|| format!("no boot module named \"{}\"", c.binary))?;
+    let c = s.config.components[index].clone();
+    let hip = s.hip;
+    let program = match c.kind {
+        Kind::Native => c.binary.as_str(),
+        Kind::Linux => POSIX_SERVER,
+    };
+    let (_, image) =
+        module(hip, program).ok_or_else(|| format!("no boot module named \"{program}\""))?;
     let elf = elf_loader::Elf::parse(image)
-        .map_err(|e| format!("{} is not a loadable program: {e}", c.binary))?;
-    if c.cpu >= hip.cpu_count {
-        return Err(format!(
-            "CPU {} does not exist ({} CPUs)",
-            c.cpu, hip.cpu_count
-        ));
+        .map_err(|e| format!("{program} is not a loadable program: {e}"))?;
+    if let Some(cpu) = c.cpus.iter().find(|&&cpu| cpu >= hip.cpu_count) {
+        return Err(format!("CPU {cpu} does not exist ({} CPUs)", hip.cpu_count));
     }
     let pages_needed = elf
         .segments()
@@ -198,21 +269,26 @@ fn start(
     }
     let hs = |e: Status| format!("hypercall failed: {}", e.name());
     let pd = new_sel();
-    syscall::create_pd(pd, 256 * 1024).map_err(hs)?;
-    let give = |dst_page: u64, rights: u8, fill: &dyn Fn(&mut [u8])| -> Result<(), String> {
-        let pa = with_state(|s| s.pool.alloc(1)).ok_or("roottask out of memory")?;
-        // SAFETY: the page was just taken from our pool and is mapped in the physical window.
-        let bytes =
-            unsafe { core::slice::from_raw_parts_mut((sel::PHYS_WINDOW + pa) as *mut u8, 4096) };
-        bytes.fill(0);
-        fill(bytes);
-        syscall::delegate(
-            pd,
-            Crd::mem((sel::PHYS_WINDOW + pa) >> 12, 0, rights),
-            dst_page,
-        )
-        .map(|_| ())
-        .map_err(hs)
+    syscall::create_pd(pd, 1024 * 1024).map_err(hs)?;
+    let ci = s.components.len();
+    s.components.push(Component {
+        name: c.name.clone(),
+        pd,
+        uses: c.uses.clone(),
+        provides: c.provides.clone(),
+        alive: true,
+        faults: 0,
+        memory: Memory::new(pd, c.memory / 4096),
+        free_before: s.pool.free_pages(),
+    });
+    let give = |s: &mut State, page: u64, rights: u8, fill: &dyn Fn(&mut [u8])| {
+        let State {
+            components, pool, ..
+        } = s;
+        components[ci]
+            .memory
+            .give(pool, page << 12, 0, rights, |b| fill(b))
+            .map_err(|e| format!("{e}"))
     };
     for seg in elf.segments() {
         let rights = mem_rights::R
@@ -220,7 +296,7 @@ fn start(
             | if seg.flags.execute { mem_rights::X } else { 0 };
         for page in (seg.vaddr >> 12)..((seg.vaddr + seg.mem_size + 0xfff) >> 12) {
             let va = page << 12;
-            give(page, rights, &|bytes: &mut [u8]| {
+            give(s, page, rights, &|bytes: &mut [u8]| {
                 let start = va.max(seg.vaddr);
                 let off = start - seg.vaddr;
                 if off < seg.data.len() as u64 {
@@ -233,16 +309,20 @@ fn start(
     }
     for i in 1..=STACK_PAGES {
         give(
+            s,
             (native::STACK_TOP >> 12) - i,
             mem_rights::R | mem_rights::W,
             &|_| {},
         )?;
     }
+    let (epoch, tsc) = (s.boot_epoch_s, s.boot_tsc);
     give(
+        s,
         native::START_INFO >> 12,
         mem_rights::R,
         &|bytes: &mut [u8]| {
-            // SAFETY: the page is zeroed and large enough for a StartInfo.
+            // SAFETY: the page is zeroed, page-aligned and large enough for a
+            // StartInfo, which is plain old data.
             let info = unsafe { &mut *(bytes.as_mut_ptr() as *mut StartInfo) };
             for (d, s) in info.name.iter_mut().zip(c.name.bytes()) {
                 *d = s;
@@ -255,31 +335,37 @@ fn start(
             info.irq_count = c.irqs.len() as u32;
             info.cpu_count = hip.cpu_count;
             info.tsc_per_us = hip.tsc_per_us;
+            info.boot_epoch_s = epoch;
+            info.boot_tsc = tsc;
         },
     )?;
-    // exception portals and the parent portal, all served by the handler of its CPU
-    let handler = handlers[c.cpu as usize];
-    let badge = (c.cpu as u64) << 32 | index as u64;
-    for v in 0..exc::PORTALS {
-        let pt = new_sel();
-        syscall::create_pt(
-            pt,
-            handler,
-            exception_entry as *const () as usize as u64,
-            badge,
-        )
-        .map_err(hs)?;
-        syscall::delegate(pd, Crd::obj(pt, obj_rights::USE), native::EVT_BASE + v).map_err(hs)?;
+    // exception portals and a parent portal for every CPU, each served by the
+    // roottask's handler on that CPU; the component's own CPU's also at the
+    // classic selectors
+    for cpu in 0..hip.cpu_count {
+        let handler = s.handlers[cpu as usize];
+        let badge = (cpu as u64) << 32 | ci as u64;
+        let block = native::cpu_portals(cpu);
+        let portal = |entry: extern "C" fn(u64) -> !, dst: u64, classic: Option<u64>| {
+            let pt = new_sel();
+            syscall::create_pt(pt, handler, entry as *const () as usize as u64, badge)
+                .map_err(hs)?;
+            for dst in core::iter::once(dst).chain(classic) {
+                syscall::delegate(pd, Crd::obj(pt, obj_rights::USE), dst).map_err(hs)?;
+            }
+            Ok::<(), String>(())
+        };
+        let own = cpu == c.cpu;
+        for v in 0..exc::PORTALS {
+            portal(
+                exception_entry,
+                block + v,
+                own.then_some(native::EVT_BASE + v),
+            )?;
+        }
+        let parent = block + native::CPU_PARENT;
+        portal(parent_entry, parent, own.then_some(native::PARENT))?;
     }
-    let pt = new_sel();
-    syscall::create_pt(
-        pt,
-        handler,
-        parent_entry as *const () as usize as u64,
-        badge,
-    )
-    .map_err(hs)?;
-    syscall::delegate(pd, Crd::obj(pt, obj_rights::USE), native::PARENT).map_err(hs)?;
     for (i, &irq) in c.irqs.iter().enumerate() {
         let sm = sel::GSI_BASE + irq as u64;
         syscall::assign_gsi(sm, c.cpu)
@@ -306,18 +392,6 @@ fn start(
             p += 1 << order;
         }
     }
-    with_state(|s| {
-        s.components.push(Component {
-            name: c.name.clone(),
-            pd,
-            uses: c.uses.clone(),
-            provides: c.provides.clone(),
-            alive: true,
-            faults: 0,
-            pages_left: (c.memory / 4096).saturating_sub(pages_needed),
-        })
-    });
-    let _ = cfg;
     let ec = new_sel();
     let p = EcParams {
         pd,
@@ -334,8 +408,8 @@ fn start(
     Ok(())
 }
 
-fn handler_utcb(badge: u64) -> &'static mut hyper_abi::Utcb {
-    native::utcb_at(HANDLER_UTCB + (badge >> 32) * 0x1000)
+fn handler_at(badge: u64) -> u64 {
+    HANDLER_UTCB + (badge >> 32) * 0x1000
 }
 
 fn reply() -> ! {
@@ -345,64 +419,93 @@ fn reply() -> ! {
     }
 }
 
-/// Removes a component for good: its PD (and with it all its threads and
-/// everything delegated to it) is revoked.
-fn destroy(s: &mut State, index: usize) {
-    if let Some(c) = s.components.get_mut(index) {
-        if c.alive {
-            c.alive = false;
-            let _ = syscall::revoke(Crd::obj(c.pd, obj_rights::ALL), true);
-        }
+/// Ends a component for good: its PD (and with it all its threads and
+/// everything delegated to it) is revoked, its memory returns to the pool, and
+/// components waiting for its end start.
+fn end(s: &mut State, ci: usize, at: u64) {
+    let Some(c) = s.components.get_mut(ci) else {
+        return;
+    };
+    if !c.alive {
+        return;
+    }
+    c.alive = false;
+    let _ = syscall::revoke(Crd::obj(c.pd, obj_rights::ALL), true);
+    let pages = c.memory.reclaim(&mut s.pool);
+    let (name, before, free) = (c.name.clone(), c.free_before, s.pool.free_pages());
+    if free == before {
+        say(
+            at,
+            format_args!(
+                "reclaimed {} KiB of {name}; free memory {} KiB, as before it started",
+                pages * 4,
+                free * 4
+            ),
+        );
+    } else {
+        say(
+            at,
+            format_args!(
+                "reclaimed {} KiB of {name}; free memory {} KiB (was {} KiB before it started)",
+                pages * 4,
+                free * 4,
+                before * 4
+            ),
+        );
+    }
+    s.services
+        .retain(|svc| !s.components[ci].provides.contains(&svc.name));
+    let ready: Vec<usize> = s
+        .waiting
+        .iter()
+        .copied()
+        .filter(|&w| s.config.components[w].after.as_deref() == Some(name.as_str()))
+        .collect();
+    s.waiting.retain(|w| !ready.contains(w));
+    for w in ready {
+        launch(s, w, at);
     }
 }
 
 extern "C" fn exception_entry(badge: u64) -> ! {
-    let u = handler_utcb(badge);
-    let index = (badge & 0xffff_ffff) as usize;
+    let at = handler_at(badge);
+    let u = native::utcb_at(at);
+    let ci = (badge & 0xffff_ffff) as usize;
     let (vector, error, addr, rip) = (
         u.words[exc::VECTOR],
         u.words[exc::ERROR],
         u.words[exc::ADDR],
         u.words[exc::RIP],
     );
-    let at = HANDLER_UTCB + (badge >> 32) * 0x1000;
     let mut st = STATE.lock();
     let s = st.as_mut().expect("state");
     let lazy = native::LAZY_BASE..native::LAZY_BASE + native::LAZY_SIZE;
     let in_lazy = u.untyped as usize == exc::WORDS && vector == 14 && lazy.contains(&addr);
-    let quota_left = s.components.get(index).is_some_and(|c| c.pages_left > 0);
-    if in_lazy && quota_left {
-        if let Some(pa) = s.pool.alloc(1) {
-            // SAFETY: fresh page from our pool, mapped in the physical window.
-            unsafe { core::ptr::write_bytes((sel::PHYS_WINDOW + pa) as *mut u8, 0, 4096) };
-            let name = s.components.get_mut(index).map(|c| {
+    if in_lazy {
+        let State {
+            components, pool, ..
+        } = s;
+        if let Some(c) = components.get_mut(ci) {
+            let rw = mem_rights::R | mem_rights::W;
+            if c.memory.give(pool, addr & !0xfff, 0, rw, |_| {}).is_ok() {
                 c.faults += 1;
-                c.pages_left -= 1;
-                (c.name.clone(), c.faults)
-            });
-            if let Some((name, 1)) = name {
-                native::print_at(
-                    at,
-                    format_args!("roottask: pager: mapped a page at {addr:#x} for {name}\n"),
-                );
+                if c.faults == 1 {
+                    say(
+                        at,
+                        format_args!("pager: mapped a page at {addr:#x} for {}", c.name),
+                    );
+                }
+                u.words[0] = exc::RESUME;
+                u.untyped = 1;
+                u.typed = 0;
+                drop(st);
+                reply();
             }
-            u.words[0] = exc::RESUME;
-            u.words[1] = Crd::mem(
-                (sel::PHYS_WINDOW + pa) >> 12,
-                0,
-                mem_rights::R | mem_rights::W,
-            )
-            .0;
-            u.words[2] = addr >> 12;
-            u.untyped = 1;
-            u.typed = 1;
-            drop(st);
-            reply();
         }
     }
     let name = s
         .components
-        .get(index)
+        .get(ci)
         .map(|c| c.name.clone())
         .unwrap_or_default();
     let reason = match vector {
@@ -414,44 +517,46 @@ extern "C" fn exception_entry(badge: u64) -> ! {
         14 => "page fault",
         _ => "exception",
     };
-    native::print_at(
+    say(
         at,
-        format_args!("roottask: component {name} crashed: {reason} (vector {vector}, error {error:#x}) at rip {rip:#x}, address {addr:#x}\n"),
+        format_args!("component {name} crashed: {reason} (vector {vector}, error {error:#x}) at rip {rip:#x}, address {addr:#x}"),
     );
     u.words[0] = exc::KILL;
     u.untyped = 1;
     u.typed = 0;
-    destroy(s, index);
+    end(s, ci, at);
     drop(st);
     reply()
 }
 
+fn text_of(words: &[u64], len: usize) -> String {
+    let bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .take(len)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 extern "C" fn parent_entry(badge: u64) -> ! {
-    let u = handler_utcb(badge);
-    let at = HANDLER_UTCB + (badge >> 32) * 0x1000;
-    let index = (badge & 0xffff_ffff) as usize;
+    let at = handler_at(badge);
+    let u = native::utcb_at(at);
+    let ci = (badge & 0xffff_ffff) as usize;
     let op = if u.untyped > 0 { u.words[0] } else { 0 };
     let name_of = |w: &[u64]| -> String {
-        let mut b = Vec::new();
-        for x in w.iter().take(4) {
-            for i in 0..8 {
-                let c = (x >> (8 * i)) as u8;
-                if c != 0 {
-                    b.push(c);
-                }
-            }
-        }
-        String::from_utf8(b).unwrap_or_default()
+        let n = w.iter().take(4).flat_map(|x| x.to_le_bytes());
+        String::from_utf8(n.filter(|&c| c != 0).collect()).unwrap_or_default()
     };
     let mut st = STATE.lock();
     let s = st.as_mut().expect("state");
     let who = s
         .components
-        .get(index)
+        .get(ci)
         .map(|c| c.name.clone())
         .unwrap_or_default();
     let mut status = 1u64;
     let mut typed = 0;
+    let mut untyped_out = 1;
     let untyped_in = u.untyped as usize;
     match op {
         parent::OP_REGISTER if untyped_in >= 5 && u.typed == 1 => {
@@ -459,7 +564,7 @@ extern "C" fn parent_entry(badge: u64) -> ! {
             let got = Crd(u.words[untyped_in]);
             let allowed = s
                 .components
-                .get(index)
+                .get(ci)
                 .is_some_and(|c| c.provides.contains(&name));
             if got.kind() == CrdKind::Object
                 && allowed
@@ -471,25 +576,19 @@ extern "C" fn parent_entry(badge: u64) -> ! {
                 });
                 // the next capability lands in a fresh slot
                 u.recv_obj = Crd::new(CrdKind::Object, new_sel(), 0, 0);
-                native::print_at(
-                    at,
-                    format_args!("roottask: {who} registered service \"{name}\"\n"),
-                );
+                say(at, format_args!("{who} registered service \"{name}\""));
                 status = 0;
             } else {
-                native::print_at(
+                say(
                     at,
-                    format_args!("roottask: {who} may not register service \"{name}\"\n"),
+                    format_args!("{who} may not register service \"{name}\""),
                 );
             }
         }
         parent::OP_LOOKUP if untyped_in >= 6 => {
             let name = name_of(&u.words[1..5]);
             let offset = u.words[5];
-            let allowed = s
-                .components
-                .get(index)
-                .is_some_and(|c| c.uses.contains(&name));
+            let allowed = s.components.get(ci).is_some_and(|c| c.uses.contains(&name));
             match s.services.iter().find(|x| x.name == name) {
                 Some(svc) if allowed => {
                     u.words[1] = Crd::obj(svc.portal, obj_rights::USE).0;
@@ -497,29 +596,76 @@ extern "C" fn parent_entry(badge: u64) -> ! {
                     typed = 1;
                     status = 0;
                 }
-                _ => native::print_at(
+                _ => say(
                     at,
-                    format_args!("roottask: {who} asked for service \"{name}\": refused\n"),
+                    format_args!("{who} asked for service \"{name}\": refused"),
                 ),
             }
         }
         parent::OP_EXIT if untyped_in >= 2 => {
             let code = u.words[1] as i64 as i32;
-            native::print_at(
-                at,
-                format_args!("roottask: component {who} exited with code {code}\n"),
-            );
-            destroy(s, index);
+            say(at, format_args!("component {who} exited with code {code}"));
+            end(s, ci, at);
             status = 0;
+        }
+        parent::OP_CRASH if untyped_in >= 2 => {
+            let len = (u.words[1] as usize).min((untyped_in - 2) * 8);
+            let why = text_of(&u.words[2..untyped_in], len);
+            say(at, format_args!("component {who} crashed: {why}"));
+            end(s, ci, at);
+            status = 0;
+        }
+        parent::OP_MAP if untyped_in >= 4 => {
+            let (va, order, rights) = (u.words[1], u.words[2], u.words[3] as u8);
+            let State {
+                components, pool, ..
+            } = s;
+            if let (Some(c), Ok(order)) = (components.get_mut(ci), u8::try_from(order)) {
+                status = match c.memory.give(pool, va, order, rights, |_| {}) {
+                    Ok(()) => 0,
+                    Err(memory::Error::Quota) => 2,
+                    Err(_) => 1,
+                };
+            }
+        }
+        parent::OP_UNMAP if untyped_in >= 3 => {
+            let (va, pages) = (u.words[1], u.words[2]);
+            let State {
+                components, pool, ..
+            } = s;
+            if let Some(c) = components.get_mut(ci) {
+                status = match c.memory.take_back(pool, va, pages) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                };
+            }
+        }
+        parent::OP_ROM if untyped_in >= 6 => {
+            let name = name_of(&u.words[1..5]);
+            let va = u.words[5];
+            let hip = s.hip;
+            if let (Some((pa, bytes)), Some(c)) = (module(hip, &name), s.components.get_mut(ci)) {
+                if c.memory.lend(pa, bytes.len() as u64, va).is_ok() {
+                    u.words[1] = bytes.len() as u64;
+                    u.words[2] = pa & 0xfff;
+                    untyped_out = 3;
+                    status = 0;
+                }
+            }
+        }
+        parent::OP_MEMINFO => {
+            if let Some(c) = s.components.get(ci) {
+                u.words[1] = c.memory.quota_pages();
+                u.words[2] = c.memory.used_pages();
+                untyped_out = 3;
+                status = 0;
+            }
         }
         _ => {}
     }
     u.words[0] = status;
-    u.untyped = 1;
+    u.untyped = if typed == 1 { 1 } else { untyped_out };
     u.typed = typed;
     drop(st);
     reply()
 }
-
-#[allow(dead_code)]
-fn unused(_: Status) {}

@@ -38,6 +38,12 @@ fn interesting(rng: &mut Rng) -> u64 {
 
 fn main() -> i32 {
     let info = native::StartInfo::get();
+    // the roottask's portals would act on our behalf (exit, faults, memory)
+    let roottask_portal = |sel: u64| {
+        sel == native::PARENT
+            || (native::EVT_BASE..native::EVT_BASE + hyper_abi::exc::PORTALS).contains(&sel)
+            || (native::CPU_PORTALS..native::FREE_SEL_HIGH).contains(&sel)
+    };
     let seed: u64 = info.arg("seed").and_then(|s| s.parse().ok()).unwrap_or(1);
     let count: u64 = info
         .arg("count")
@@ -63,7 +69,7 @@ fn main() -> i32 {
         }
         if n == Hypercall::Revoke as u64
             && Crd(a[0]).kind() == CrdKind::Object
-            && Crd(a[0]).base() < native::FREE_SEL
+            && (Crd(a[0]).base() < native::FREE_SEL || roottask_portal(Crd(a[0]).base()))
         {
             a[1] = 0; // keep our parent and exception portals
         }
@@ -76,17 +82,17 @@ fn main() -> i32 {
         if n == Hypercall::ConsoleWrite as u64 {
             a[0] = 0;
         }
-        if n == Hypercall::Call as u64
-            && (a[0] == native::PARENT || (native::EVT_BASE..native::EVT_BASE + 40).contains(&a[0]))
-        {
-            a[0] = 0; // the roottask's portals would act on our behalf (exit, faults)
+        if n == Hypercall::Call as u64 && roottask_portal(a[0]) {
+            a[0] = 0;
         }
         if n == Hypercall::Delegate as u64 && Crd(a[1]).kind() == CrdKind::Memory {
             a[0] = 0; // moving our own pages around is not the kernel's problem
         }
         // SAFETY: the steering above keeps our own memory untouched.
         let r = unsafe { syscall::raw(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
-        let idx = Status::from_raw(r.status).map(|s| s as usize).unwrap_or(unknown);
+        let idx = Status::from_raw(r.status)
+            .map(|s| s as usize)
+            .unwrap_or(unknown);
         tally[idx] += 1;
     }
     let total: u64 = tally.iter().sum();
