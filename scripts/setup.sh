@@ -5,7 +5,9 @@ set -euo pipefail
 
 say() { printf 'setup: %s\n' "$*"; }
 
-APT_PACKAGES=(qemu-system-x86 bochs bochsbios vgabios grub-pc-bin grub-common xorriso mtools)
+# busybox-static and kmod (depmod): the Linux guests' initramfs; dpkg-deb unpacks Debian's kernel.
+APT_PACKAGES=(qemu-system-x86 bochs bochsbios vgabios grub-pc-bin grub-common xorriso mtools
+    busybox-static kmod)
 RUST_TARGETS=(x86_64-unknown-none x86_64-unknown-linux-musl)
 
 missing=()
@@ -33,5 +35,19 @@ for t in "${RUST_TARGETS[@]}"; do
 done
 if ! rustup component list --installed | grep -q '^clippy'; then
     say "adding clippy"; rustup component add clippy rustfmt
+fi
+# Debian's stock kernel for the Linux scenarios, cached outside the repository (~/.cache/tern)
+# so that the first test run does not stall on a 70 MB download. Needs apt's package lists.
+meta=$(apt-cache show --no-all-versions linux-image-amd64 2>/dev/null || true)
+if ! grep -q '^Depends:.*linux-image-' <<<"$meta"; then
+    say "apt knows no linux-image-amd64: updating the package lists"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+fi
+say "fetching Debian's kernel (cached after the first time)"
+if ! cargo run --release -q -p run -- fetch debian-kernel; then
+    say "could not fetch Debian's kernel: the Linux scenarios will fail until it is fetched"
+    exit 1
 fi
 say "done"

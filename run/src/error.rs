@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitStatus;
 
+use crate::fetch::FetchError;
 use crate::image::elf32::ElfError;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +46,11 @@ pub enum Error {
     #[error("kernel {}: {problem}", path.display())]
     Kernel { path: PathBuf, problem: ElfError },
 
-    #[error("module `{name}`: `fetch = \"{what}\"` is not supported yet; use `file` or `package`")]
-    FetchUnsupported { name: String, what: String },
+    #[error("fetch = \"debian-kernel\": {0}")]
+    Fetch(#[from] FetchError),
+
+    #[error("[initramfs]: {problem}")]
+    Initramfs { problem: String },
 
     #[error("{0}")]
     Usage(String),

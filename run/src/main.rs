@@ -8,6 +8,7 @@ mod accel;
 mod bochs;
 mod cargo;
 mod error;
+mod fetch;
 mod image;
 mod qemu;
 mod scenario;
@@ -30,6 +31,7 @@ usage: cargo run -p run -- <command>
   list                      list the scenarios
   NAME [options]            build, boot and check scenario NAME
   suite [NAME...]           run every [[check]] of every scenario (or of the named ones)
+  fetch debian-kernel       download Debian's kernel into the cache now (scripts/setup.sh does)
 
 options for NAME:
   --cpus N                  number of CPUs (default: the scenario's `cpus`)
@@ -56,6 +58,7 @@ enum Cmd {
     Help,
     List,
     Suite(Vec<String>),
+    Fetch(String),
     Run(String, Options),
 }
 
@@ -154,6 +157,15 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, Error> {
         Some("help") => Ok(Cmd::Help),
         Some("list") if words.len() == 1 => only_words("list").map(|()| Cmd::List),
         Some("suite") => only_words("suite").map(|()| Cmd::Suite(words[1..].to_vec())),
+        Some("fetch") => match &words[1..] {
+            [what] if what == scenario::DEBIAN_KERNEL => {
+                only_words("fetch").map(|()| Cmd::Fetch(what.clone()))
+            }
+            _ => Err(Error::Usage(format!(
+                "`fetch` takes one of {:?}\n{USAGE}",
+                scenario::FETCHABLE
+            ))),
+        },
         Some(name) if words.len() == 1 => Ok(Cmd::Run(name.to_owned(), options)),
         Some(_) => Err(Error::Usage(format!(
             "one scenario at a time (`suite NAME...` runs several)\n{USAGE}"
@@ -162,14 +174,22 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, Error> {
 }
 
 fn execute(cmd: Cmd) -> Result<bool, Error> {
-    if cmd == Cmd::Help {
-        print!("{USAGE}");
-        return Ok(true);
+    match cmd {
+        Cmd::Help => {
+            print!("{USAGE}");
+            return Ok(true);
+        }
+        Cmd::Fetch(_) => {
+            let kernel = fetch::debian_kernel(&fetch::cache_root()?)?;
+            println!("run: Debian kernel {}", kernel.vmlinuz.display());
+            return Ok(true);
+        }
+        _ => {}
     }
     let workspace = Workspace::discover()?;
     let scenario_dir = workspace.root.join("run").join("scenarios");
     match cmd {
-        Cmd::Help => Ok(true),
+        Cmd::Help | Cmd::Fetch(_) => Ok(true),
         Cmd::List => {
             let mut all_valid = true;
             for loaded in scenario::load_all(&scenario_dir)? {
@@ -195,8 +215,8 @@ fn execute(cmd: Cmd) -> Result<bool, Error> {
         Cmd::Run(name, options) => {
             let scenario = scenario::load_named(&scenario_dir, &name)?;
             let variant = choose_variant(&scenario, &options)?;
-            let files = BootFiles::prepare(&scenario, &workspace)?;
             let work = WorkDir::claim(&workspace, &scenario)?;
+            let files = BootFiles::prepare(&scenario, &workspace, &work.path)?;
             if options.interactive {
                 interactive(&scenario, &files, &work.path, variant)
             } else {
@@ -296,7 +316,10 @@ fn start(
                 cpus: variant.cpus,
                 memory: scenario.memory,
                 cmdline: &files.cmdline,
-                modules: &files.modules,
+                payload: match files.initrd {
+                    Some(_) => qemu::Payload::Linux,
+                    None => qemu::Payload::Multiboot(&files.modules),
+                },
                 serial: serial.map_or(qemu::Serial::Terminal, qemu::Serial::File),
                 extra: &scenario.qemu_args,
             };
@@ -478,8 +501,11 @@ fn interactive(
 
 /// Runs every check of the named scenarios (all if none are named), then the summary line.
 fn suite(workspace: &Workspace, dir: &Path, names: &[String]) -> Result<bool, Error> {
-    let loaded = match names {
-        [] => scenario::load_all(dir)?,
+    let loaded: Vec<Result<Scenario, Error>> = match names {
+        [] => scenario::load_all(dir)?
+            .into_iter()
+            .filter(|s| s.as_ref().map_or(true, |s| s.in_suite))
+            .collect(),
         names => names.iter().map(|n| scenario::load_named(dir, n)).collect(),
     };
     let mut results: Vec<(String, bool)> = Vec::new();
@@ -509,8 +535,10 @@ fn suite(workspace: &Workspace, dir: &Path, names: &[String]) -> Result<bool, Er
                 timeout: scenario.timeout_for(c.emulator),
             })
             .collect();
-        let prepared = BootFiles::prepare(scenario, workspace)
-            .and_then(|files| Ok((files, WorkDir::claim(workspace, scenario)?)));
+        let prepared = WorkDir::claim(workspace, scenario).and_then(|work| {
+            let files = BootFiles::prepare(scenario, workspace, &work.path)?;
+            Ok((files, work))
+        });
         let (files, work) = match prepared {
             Ok(ready) => ready,
             Err(e) => {
@@ -590,6 +618,13 @@ mod tests {
             Cmd::Suite(vec!["a".into(), "b".into()])
         );
         assert_eq!(parse(&["--help"]).unwrap(), Cmd::Help);
+        assert_eq!(
+            parse(&["fetch", "debian-kernel"]).unwrap(),
+            Cmd::Fetch("debian-kernel".into())
+        );
+        let problem = |args: &[&str]| parse(args).unwrap_err().to_string();
+        assert!(problem(&["fetch"]).contains("`fetch` takes one of [\"debian-kernel\"]"));
+        assert!(problem(&["fetch", "gentoo"]).contains("`fetch` takes one of"));
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! `-initrd` entries are bare module names: each module's command line becomes
 //! `<name> [args]` and the kernel's `kernel [cmdline]`, exactly as under GRUB.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use crate::error::Error;
-use crate::image::{elf32, module_cmdline, words, BootFiles, BootModule};
+use crate::image::{elf32, module_cmdline, words, BootFiles, BootModule, INITRD_NAME};
 use crate::scenario::{Accel, KERNEL_NAME};
 
 const QEMU: &str = "qemu-system-x86_64";
@@ -23,12 +24,21 @@ pub enum Serial<'a> {
     Terminal,
 }
 
+/// What `-kernel` loads besides the kernel.
+#[derive(Clone, Copy)]
+pub enum Payload<'a> {
+    /// A Multiboot kernel's modules, through `-initrd "name args,..."`.
+    Multiboot(&'a [BootModule]),
+    /// A Linux kernel's initrd, staged as [`INITRD_NAME`].
+    Linux,
+}
+
 pub struct QemuRun<'a> {
     pub accel: Accel,
     pub cpus: u32,
     pub memory: u32,
     pub cmdline: &'a str,
-    pub modules: &'a [BootModule],
+    pub payload: Payload<'a>,
     pub serial: Serial<'a>,
     /// The scenario's `qemu_args`, last so they can add devices or override machine options.
     pub extra: &'a [String],
@@ -40,12 +50,14 @@ pub fn args(run: &QemuRun) -> Vec<OsString> {
         Accel::Tcg => "max",
         Accel::Kvm => "host",
     };
-    let initrd = run
-        .modules
-        .iter()
-        .map(|m| module_cmdline(&m.name, &m.args).replace(',', ",,"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let initrd = match run.payload {
+        Payload::Multiboot(modules) => modules
+            .iter()
+            .map(|m| module_cmdline(&m.name, &m.args).replace(',', ",,"))
+            .collect::<Vec<_>>()
+            .join(","),
+        Payload::Linux => INITRD_NAME.to_owned(),
+    };
     let serial: OsString = match run.serial {
         Serial::File(path) => {
             let mut s = OsString::from("file:");
@@ -91,10 +103,15 @@ pub fn args(run: &QemuRun) -> Vec<OsString> {
 /// Lays out `<work>/qemu/` and starts QEMU; its stderr goes to `<work>/qemu.stderr`.
 pub fn start(files: &BootFiles, work: &Path, run: &QemuRun) -> Result<Child, Error> {
     let kernel = files.read_kernel()?;
-    let kernel = elf32::to_multiboot_elf32(&kernel).map_err(|problem| Error::Kernel {
-        path: files.kernel.clone(),
-        problem,
-    })?;
+    let kernel = match run.payload {
+        Payload::Multiboot(_) => {
+            elf32::to_multiboot_elf32(&kernel).map_err(|problem| Error::Kernel {
+                path: files.kernel.clone(),
+                problem,
+            })?
+        }
+        Payload::Linux => Cow::Borrowed(&kernel[..]),
+    };
     let boot_dir = work.join("qemu");
     files.stage(&boot_dir, &kernel)?;
     let mut command = Command::new(QEMU);
@@ -167,7 +184,7 @@ mod tests {
             cpus: 4,
             memory: 512,
             cmdline: " serial  verbose",
-            modules: &modules,
+            payload: Payload::Multiboot(&modules),
             serial: Serial::File(Path::new("/w/qemu-4cpu.serial.log")),
             extra: &extra,
         };
@@ -187,7 +204,7 @@ mod tests {
             cpus: 1,
             memory: 128,
             cmdline: "",
-            modules: &[],
+            payload: Payload::Multiboot(&[]),
             serial: Serial::Terminal,
             extra: &[],
         };
@@ -196,6 +213,24 @@ mod tests {
         assert!(joined.contains("-accel kvm -cpu host"), "{joined}");
         assert!(joined.ends_with("-serial mon:stdio"), "{joined}");
         assert!(!args.contains(&"-initrd".to_owned()));
+    }
+
+    #[test]
+    fn linux_boot_passes_the_initrd_and_the_bare_command_line() {
+        let run = QemuRun {
+            accel: Accel::Tcg,
+            cpus: 1,
+            memory: 1024,
+            cmdline: "console=ttyS0  panic=-1",
+            payload: Payload::Linux,
+            serial: Serial::File(Path::new("s.log")),
+            extra: &[],
+        };
+        let joined = strings(args(&run)).join(" ");
+        assert!(
+            joined.contains("-kernel kernel -append console=ttyS0 panic=-1 -initrd initrd -serial"),
+            "{joined}"
+        );
     }
 
     #[test]

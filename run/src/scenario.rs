@@ -55,6 +55,21 @@ impl fmt::Display for Accel {
     }
 }
 
+/// How the kernel is booted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootKind {
+    /// A Multiboot kernel (Tern) with `[[module]]`s.
+    Multiboot,
+    /// A Linux bzImage with the scenario's `[initramfs]` as its initrd (QEMU only).
+    Linux,
+}
+
+/// Artifacts `fetch` can name.
+pub const FETCHABLE: [&str; 1] = [DEBIAN_KERNEL];
+/// Debian's stock 64-bit kernel (`linux-image-amd64`), see [`crate::fetch`].
+pub const DEBIAN_KERNEL: &str = "debian-kernel";
+
 /// Where a boot image part comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -66,8 +81,10 @@ pub enum Source {
     },
     /// A file in the repository, relative to the workspace root.
     File(PathBuf),
-    /// A downloaded artifact (guest kernels, ...): named here, not supported yet.
+    /// A downloaded artifact, one of [`FETCHABLE`].
     Fetch(String),
+    /// The scenario's `[initramfs]`, built by the tool.
+    Initramfs,
 }
 
 /// The kernel of a boot image.
@@ -84,6 +101,27 @@ pub struct Module {
     pub source: Source,
     pub name: String,
     pub args: String,
+}
+
+/// The scenario's `[initramfs]`: a Linux root file system in memory, built by the tool from
+/// Debian's static busybox, kernel modules of the fetched Debian kernel, workspace binaries
+/// and files, and an init script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initramfs {
+    /// Becomes `/init`; relative to the workspace root.
+    pub init: PathBuf,
+    /// Module names as `modprobe` takes them (`kvm-amd`); their dependencies come along.
+    pub kernel_modules: Vec<String>,
+    pub files: Vec<InitramfsFile>,
+}
+
+/// One file put into the initramfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitramfsFile {
+    /// `Package` or `File`.
+    pub source: Source,
+    /// Absolute path inside the initramfs.
+    pub to: String,
 }
 
 /// One variant `run suite` boots.
@@ -108,13 +146,17 @@ pub struct Scenario {
     pub cpus: u32,
     /// MiB of guest memory.
     pub memory: u32,
+    pub boot: BootKind,
     pub kernel: Kernel,
     pub modules: Vec<Module>,
+    pub initramfs: Option<Initramfs>,
     pub expect: Vec<String>,
     pub fail: Vec<String>,
     pub qemu_args: Vec<String>,
     pub emulators: Vec<Emulator>,
     pub checks: Vec<Check>,
+    /// Whether a plain `run suite` boots it (benchmarks stay out).
+    pub in_suite: bool,
 }
 
 // ---- the file as written ----
@@ -130,9 +172,12 @@ struct File {
     cpus: u32,
     #[serde(default = "default_memory")]
     memory: u32,
+    #[serde(default = "default_boot")]
+    boot: BootKind,
     kernel: PartFile,
     #[serde(default, rename = "module")]
     modules: Vec<PartFile>,
+    initramfs: Option<InitramfsTable>,
     expect: Vec<String>,
     #[serde(default)]
     fail: Vec<String>,
@@ -142,20 +187,47 @@ struct File {
     emulators: Vec<Emulator>,
     #[serde(default, rename = "check")]
     checks: Vec<CheckFile>,
+    #[serde(default = "default_suite")]
+    suite: bool,
 }
 
-/// `kernel = {...}` and each `[[module]]`: one of `package`, `file`, `fetch`, plus details.
+/// `kernel = {...}` and each `[[module]]`: one of `package`, `file`, `fetch`, `initramfs`,
+/// plus details.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PartFile {
     package: Option<String>,
     file: Option<PathBuf>,
     fetch: Option<String>,
+    initramfs: Option<bool>,
     binary: Option<String>,
     target: Option<String>,
     name: Option<String>,
     args: Option<String>,
     cmdline: Option<String>,
+}
+
+/// `[initramfs]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitramfsTable {
+    init: PathBuf,
+    #[serde(default)]
+    kernel_modules: Vec<String>,
+    #[serde(default, rename = "file")]
+    files: Vec<InitramfsFileTable>,
+}
+
+/// `[[initramfs.file]]`: one of `package`, `file`, plus `to`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitramfsFileTable {
+    package: Option<String>,
+    file: Option<PathBuf>,
+    binary: Option<String>,
+    binaries: Option<Vec<String>>,
+    target: Option<String>,
+    to: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +246,12 @@ fn default_cpus() -> u32 {
 }
 fn default_memory() -> u32 {
     256
+}
+fn default_suite() -> bool {
+    true
+}
+fn default_boot() -> BootKind {
+    BootKind::Multiboot
 }
 fn default_emulators() -> Vec<Emulator> {
     vec![Emulator::Qemu]
@@ -233,7 +311,8 @@ impl Scenario {
             ));
         }
 
-        let kernel = kernel(&file.kernel).map_err(|p| bad(format!("key `kernel`: {p}")))?;
+        let kernel =
+            kernel(&file.kernel, file.boot).map_err(|p| bad(format!("key `kernel`: {p}")))?;
         let mut modules = Vec::new();
         let mut names = HashSet::new();
         for (index, part) in file.modules.iter().enumerate() {
@@ -248,6 +327,12 @@ impl Scenario {
             }
             modules.push(module);
         }
+
+        let initramfs = match &file.initramfs {
+            Some(table) => Some(initramfs(table).map_err(|p| bad(format!("[initramfs]: {p}")))?),
+            None => None,
+        };
+        check_boot_kind(&file, &modules).map_err(bad)?;
 
         let mut checks = Vec::new();
         for (index, check) in file.checks.iter().enumerate() {
@@ -286,13 +371,16 @@ impl Scenario {
             bochs_timeout: file.bochs_timeout.unwrap_or(file.timeout * 10),
             cpus: file.cpus,
             memory: file.memory,
+            boot: file.boot,
             kernel,
             modules,
+            initramfs,
             expect: file.expect,
             fail: file.fail,
             qemu_args: file.qemu_args,
             emulators: file.emulators,
             checks,
+            in_suite: file.suite,
         })
     }
 
@@ -352,19 +440,22 @@ pub fn load_named(dir: &Path, name: &str) -> Result<Scenario, Error> {
 
 /// Keys of the scenario itself, which TOML puts into a `[[module]]` or `[[check]]` table when
 /// they are written after one.
-const TOP_LEVEL_KEYS: [&str; 12] = [
+const TOP_LEVEL_KEYS: [&str; 15] = [
     "description",
     "timeout",
     "bochs_timeout",
     "cpus",
     "memory",
+    "boot",
     "kernel",
+    "initramfs",
     "expect",
     "fail",
     "qemu_args",
     "emulators",
     "module",
     "check",
+    "suite",
 ];
 
 fn explain_toml_error(message: &str) -> String {
@@ -373,9 +464,9 @@ fn explain_toml_error(message: &str) -> String {
         .iter()
         .any(|key| message.contains(&format!("unknown field `{key}`")));
     match misplaced {
-        true => {
-            format!("{message}\n(scenario keys go above the first [[module]] or [[check]] table)")
-        }
+        true => format!(
+            "{message}\n(scenario keys go above the first [[module]], [initramfs] or [[check]] table)"
+        ),
         false => message.to_owned(),
     }
 }
@@ -387,16 +478,20 @@ fn invalid(path: &Path, problem: &str) -> Error {
     }
 }
 
-fn kernel(part: &PartFile) -> Result<Kernel, String> {
+fn kernel(part: &PartFile, boot: BootKind) -> Result<Kernel, String> {
     if part.name.is_some() || part.args.is_some() {
         return Err("the kernel takes `cmdline`, not `name` or `args`".into());
     }
     let cmdline = part.cmdline.clone().unwrap_or_default();
     check_words("cmdline", &cmdline)?;
-    Ok(Kernel {
-        source: source(part)?,
-        cmdline,
-    })
+    let source = source(part)?;
+    match (&source, boot) {
+        (Source::Initramfs, _) => Err("an initramfs is not a kernel".into()),
+        (Source::Fetch(what), BootKind::Multiboot) => Err(format!(
+            "`fetch = \"{what}\"` is a Linux kernel: set `boot = \"linux\"`"
+        )),
+        _ => Ok(Kernel { source, cmdline }),
+    }
 }
 
 fn module(part: &PartFile) -> Result<Module, String> {
@@ -413,6 +508,7 @@ fn module(part: &PartFile) -> Result<Module, String> {
             .map(str::to_owned)
             .ok_or("cannot derive a module name from `file`; set `name`")?,
         (None, Source::Fetch(what)) => what.clone(),
+        (None, Source::Initramfs) => "initramfs".to_owned(),
     };
     if !is_plain_word(&name) || name == KERNEL_NAME {
         return Err(format!(
@@ -429,38 +525,189 @@ fn source(part: &PartFile) -> Result<Source, String> {
         part.package.is_some(),
         part.file.is_some(),
         part.fetch.is_some(),
+        part.initramfs.is_some(),
     ];
     if given.iter().filter(|g| **g).count() != 1 {
-        return Err("give exactly one of `package`, `file` or `fetch`".into());
+        return Err("give exactly one of `package`, `file`, `fetch` or `initramfs`".into());
     }
-    if part.package.is_none() && (part.binary.is_some() || part.target.is_some()) {
+    if part.initramfs == Some(false) {
+        return Err("`initramfs = false`: leave the key out, or give another source".into());
+    }
+    if part.initramfs.is_some() {
+        return Ok(Source::Initramfs);
+    }
+    if let Some(what) = &part.fetch {
+        if !FETCHABLE.contains(&what.as_str()) {
+            return Err(format!(
+                "`fetch = \"{what}\"`: the tool can fetch {FETCHABLE:?}"
+            ));
+        }
+        return Ok(Source::Fetch(what.clone()));
+    }
+    local_source(
+        part.package.as_deref(),
+        part.file.as_deref(),
+        part.binary.as_deref(),
+        part.target.as_deref(),
+    )
+}
+
+/// A `package` (with its `binary` and `target`) or a `file`; exactly one is given.
+fn local_source(
+    package: Option<&str>,
+    file: Option<&Path>,
+    binary: Option<&str>,
+    target: Option<&str>,
+) -> Result<Source, String> {
+    if package.is_none() && (binary.is_some() || target.is_some()) {
         return Err("`binary` and `target` go with `package` only".into());
     }
-    if let Some(package) = &part.package {
-        let target = part
-            .target
-            .clone()
-            .unwrap_or_else(|| DEFAULT_TARGET.to_owned());
-        if !KNOWN_TARGETS.contains(&target.as_str()) {
+    if let Some(package) = package {
+        let target = target.unwrap_or(DEFAULT_TARGET);
+        if !KNOWN_TARGETS.contains(&target) {
             return Err(format!(
                 "`target = \"{target}\"`: use one of {KNOWN_TARGETS:?}"
             ));
         }
         return Ok(Source::Package {
-            package: package.clone(),
-            binary: part.binary.clone().unwrap_or_else(|| package.clone()),
-            target,
+            package: package.to_owned(),
+            binary: binary.unwrap_or(package).to_owned(),
+            target: target.to_owned(),
         });
     }
-    if let Some(file) = &part.file {
-        if file.is_absolute() || file.as_os_str().is_empty() {
+    let file = file.ok_or("give `package` or `file`")?;
+    relative_path("file", file)?;
+    Ok(Source::File(file.to_owned()))
+}
+
+fn relative_path(key: &str, path: &Path) -> Result<(), String> {
+    match path.is_absolute() || path.as_os_str().is_empty() {
+        true => Err(format!(
+            "`{key} = {path:?}`: give a path relative to the workspace root"
+        )),
+        false => Ok(()),
+    }
+}
+
+fn initramfs(table: &InitramfsTable) -> Result<Initramfs, String> {
+    relative_path("init", &table.init)?;
+    let mut seen = HashSet::new();
+    for name in &table.kernel_modules {
+        if !is_plain_word(name) {
             return Err(format!(
-                "`file = {file:?}`: give a path relative to the workspace root"
+                "`kernel_modules`: `{name}` is not a module name (as modprobe takes it, e.g. \"kvm-amd\")"
             ));
         }
-        return Ok(Source::File(file.clone()));
+        if !seen.insert(name.replace('_', "-")) {
+            return Err(format!("`kernel_modules`: `{name}` is listed twice"));
+        }
     }
-    Ok(Source::Fetch(part.fetch.clone().unwrap_or_default()))
+    let mut files = Vec::new();
+    let mut targets = HashSet::from(["/init".to_owned()]);
+    for (index, f) in table.files.iter().enumerate() {
+        let at = |p: String| format!("[[initramfs.file]] number {}: {p}", index + 1);
+        if f.package.is_some() == f.file.is_some() {
+            return Err(at("give exactly one of `package` or `file`".into()));
+        }
+        let binaries: Vec<Option<&str>> = match (&f.binary, &f.binaries) {
+            (Some(_), Some(_)) => return Err(at("give `binary` or `binaries`, not both".into())),
+            (_, Some(list)) if list.is_empty() => {
+                return Err(at("`binaries` is empty: name at least one".into()))
+            }
+            (_, Some(list)) => list.iter().map(|b| Some(b.as_str())).collect(),
+            (binary, None) => vec![binary.as_deref()],
+        };
+        if f.binaries.is_some() && f.package.is_none() {
+            return Err(at("`binaries` goes with `package` only".into()));
+        }
+        let to = f.to.as_deref().unwrap_or("/bin/");
+        if binaries.len() > 1 && !to.ends_with('/') {
+            return Err(at(format!(
+                "`to = \"{to}\"` names one file, but `binaries` are several: end it with `/`"
+            )));
+        }
+        for binary in binaries {
+            let source = local_source(
+                f.package.as_deref(),
+                f.file.as_deref(),
+                binary,
+                f.target.as_deref(),
+            )
+            .map_err(at)?;
+            let name = match &source {
+                Source::Package { binary, .. } => binary.clone(),
+                Source::File(path) => path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                Source::Fetch(_) | Source::Initramfs => {
+                    return Err(at("give a `package` or a `file`".into()))
+                }
+            };
+            let to = match to.ends_with('/') {
+                true => format!("{to}{name}"),
+                false => to.to_owned(),
+            };
+            initramfs_path(&to).map_err(at)?;
+            if !targets.insert(to.clone()) {
+                return Err(at(format!("`{to}` is already taken")));
+            }
+            files.push(InitramfsFile { source, to });
+        }
+    }
+    Ok(Initramfs {
+        init: table.init.clone(),
+        kernel_modules: table.kernel_modules.clone(),
+        files,
+    })
+}
+
+/// An absolute path of plain words: `/bin/tern-vmm`, `/guests/cpuid`.
+fn initramfs_path(to: &str) -> Result<(), String> {
+    match to.strip_prefix('/') {
+        Some(rest) if rest.split('/').all(is_plain_word) => Ok(()),
+        _ => Err(format!(
+            "`to = \"{to}\"`: give an absolute path of plain names, like \"/bin/tool\""
+        )),
+    }
+}
+
+/// The keys that go with `boot`: a Linux kernel takes the `[initramfs]` as its initrd and no
+/// modules; a Multiboot kernel may load the `[initramfs]` as a module.
+fn check_boot_kind(file: &File, modules: &[Module]) -> Result<(), String> {
+    let uses_initramfs = modules.iter().any(|m| m.source == Source::Initramfs);
+    match file.boot {
+        BootKind::Linux => {
+            if !modules.is_empty() {
+                return Err(
+                    "`boot = \"linux\"` takes no [[module]]: its initrd is [initramfs]".into(),
+                );
+            }
+            if file.initramfs.is_none() {
+                return Err("`boot = \"linux\"` needs an [initramfs] table (its initrd)".into());
+            }
+            if file.emulators != [Emulator::Qemu] {
+                return Err(
+                    "`boot = \"linux\"` runs under QEMU only: set `emulators = [\"qemu\"]`".into(),
+                );
+            }
+        }
+        BootKind::Multiboot => {
+            if file.initramfs.is_some() && !uses_initramfs {
+                return Err(
+                    "[initramfs] is not used: add `boot = \"linux\"`, or a [[module]] with `initramfs = true`"
+                        .into(),
+                );
+            }
+            if uses_initramfs && file.initramfs.is_none() {
+                return Err(
+                    "a [[module]] has `initramfs = true` but there is no [initramfs] table".into(),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Module names and scenario names: safe in file names, QEMU's `-initrd` list and grub.cfg.
@@ -728,6 +975,142 @@ emulator = "bochs"
         let s = parse(&format!("{MINIMAL}[[module]]\nfetch = \"debian-kernel\"\n")).unwrap();
         assert_eq!(s.modules[0].source, Source::Fetch("debian-kernel".into()));
         assert_eq!(s.modules[0].name, "debian-kernel");
+    }
+
+    const LINUX: &str = r#"
+description = "Linux"
+boot = "linux"
+kernel = { fetch = "debian-kernel", cmdline = "console=ttyS0 panic=-1" }
+expect = ["init started"]
+[initramfs]
+init = "run/scenarios/x.init"
+kernel_modules = ["kvm-amd", "kvm_intel"]
+[[initramfs.file]]
+package = "vmm-hosted"
+binary = "tern-vmm"
+target = "x86_64-unknown-linux-musl"
+[[initramfs.file]]
+package = "guest-tests"
+binaries = ["cpuid", "msr"]
+to = "/guests/"
+[[initramfs.file]]
+file = "run/scenarios/data.txt"
+to = "/etc/data"
+"#;
+
+    #[test]
+    fn linux_boot_with_initramfs_parses() {
+        let s = parse(LINUX).unwrap();
+        assert_eq!(s.boot, BootKind::Linux);
+        assert_eq!(s.kernel.source, Source::Fetch(DEBIAN_KERNEL.into()));
+        let i = s.initramfs.unwrap();
+        assert_eq!(i.init, PathBuf::from("run/scenarios/x.init"));
+        assert_eq!(i.kernel_modules, ["kvm-amd", "kvm_intel"]);
+        let package = |package: &str, binary: &str, target: &str| Source::Package {
+            package: package.into(),
+            binary: binary.into(),
+            target: target.into(),
+        };
+        assert_eq!(
+            i.files,
+            [
+                InitramfsFile {
+                    source: package("vmm-hosted", "tern-vmm", "x86_64-unknown-linux-musl"),
+                    to: "/bin/tern-vmm".into()
+                },
+                InitramfsFile {
+                    source: package("guest-tests", "cpuid", DEFAULT_TARGET),
+                    to: "/guests/cpuid".into()
+                },
+                InitramfsFile {
+                    source: package("guest-tests", "msr", DEFAULT_TARGET),
+                    to: "/guests/msr".into()
+                },
+                InitramfsFile {
+                    source: Source::File("run/scenarios/data.txt".into()),
+                    to: "/etc/data".into()
+                },
+            ]
+        );
+        assert!(s.modules.is_empty());
+        assert!(s.in_suite);
+    }
+
+    #[test]
+    fn boot_kind_and_its_keys_must_agree() {
+        let e = problem(&LINUX.replace("boot = \"linux\"\n", ""));
+        assert!(e.contains("set `boot = \"linux\"`"), "{e}");
+        let e = problem(&format!("{LINUX}[[module]]\nfile = \"m\"\n"));
+        assert!(e.contains("takes no [[module]]"), "{e}");
+        let no_initramfs = &LINUX[..LINUX.find("[initramfs]").unwrap()];
+        assert!(problem(no_initramfs).contains("needs an [initramfs] table"));
+        let e = problem(&LINUX.replace(
+            "boot = \"linux\"",
+            "boot = \"linux\"\nemulators = [\"qemu\", \"bochs\"]",
+        ));
+        assert!(e.contains("runs under QEMU only"), "{e}");
+        let e = problem(&LINUX.replace("boot = \"linux\"", "boot = \"efi\""));
+        assert!(e.contains("unknown variant `efi`"), "{e}");
+    }
+
+    #[test]
+    fn multiboot_kernel_may_load_the_initramfs_as_a_module() {
+        let text = format!(
+            "{MINIMAL}[[module]]\nfetch = \"debian-kernel\"\n[[module]]\ninitramfs = true\n\
+             [initramfs]\ninit = \"i\"\n"
+        );
+        let s = parse(&text).unwrap();
+        assert_eq!(s.modules[1].source, Source::Initramfs);
+        assert_eq!(s.modules[1].name, "initramfs");
+        let unused = format!("{MINIMAL}[initramfs]\ninit = \"i\"\n");
+        assert!(problem(&unused).contains("[initramfs] is not used"));
+        let missing = format!("{MINIMAL}[[module]]\ninitramfs = true\n");
+        assert!(problem(&missing).contains("there is no [initramfs] table"));
+    }
+
+    #[test]
+    fn bad_initramfs_entries_are_explained() {
+        let file = |body: &str| {
+            let text = LINUX[..LINUX.find("[[initramfs.file]]").unwrap()].to_owned();
+            problem(&format!("{text}[[initramfs.file]]\n{body}\n"))
+        };
+        assert!(file("to = \"/x\"").contains("number 1: give exactly one of `package` or `file`"));
+        assert!(file("file = \"a\"\nbinary = \"b\"").contains("go with `package` only"));
+        assert!(file("package = \"p\"\nbinaries = []").contains("`binaries` is empty"));
+        assert!(file("package = \"p\"\nbinary = \"a\"\nbinaries = [\"b\"]").contains("not both"));
+        assert!(
+            file("package = \"p\"\nbinaries = [\"a\", \"b\"]\nto = \"/x\"")
+                .contains("end it with `/`")
+        );
+        assert!(file("package = \"p\"\nto = \"bin/p\"").contains("absolute path"));
+        assert!(file("package = \"p\"\nto = \"/bin/../p\"").contains("absolute path"));
+        assert!(file("package = \"p\"\nto = \"/init\"").contains("`/init` is already taken"));
+        assert!(file("file = \"/abs\"").contains("relative to the workspace root"));
+        assert!(file("package = \"p\"\nmode = 1").contains("unknown field `mode`"));
+        let e = problem(&LINUX.replace("\"kvm_intel\"", "\"kvm-amd\""));
+        assert!(e.contains("`kvm-amd` is listed twice"), "{e}");
+        let e = problem(&LINUX.replace("\"kvm_intel\"", "\"a b\""));
+        assert!(e.contains("`a b` is not a module name"), "{e}");
+        let e = problem(&LINUX.replace("init = \"run/scenarios/x.init\"\n", ""));
+        assert!(e.contains("missing field `init`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fetch_and_kernel_sources_are_refused() {
+        let e = problem(&LINUX.replace("debian-kernel", "fedora-kernel"));
+        assert!(e.contains("the tool can fetch [\"debian-kernel\"]"), "{e}");
+        let e = problem(&LINUX.replace("fetch = \"debian-kernel\"", "initramfs = true"));
+        assert!(e.contains("an initramfs is not a kernel"), "{e}");
+    }
+
+    #[test]
+    fn scenarios_can_stay_out_of_the_suite() {
+        assert!(parse(MINIMAL).unwrap().in_suite);
+        assert!(
+            !parse(&format!("{MINIMAL}suite = false\n"))
+                .unwrap()
+                .in_suite
+        );
     }
 
     #[test]

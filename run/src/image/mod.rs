@@ -7,6 +7,7 @@
 
 pub mod elf32;
 pub mod grub;
+pub mod initramfs;
 pub mod multiboot;
 
 use std::collections::BTreeMap;
@@ -14,7 +15,13 @@ use std::path::{Path, PathBuf};
 
 use crate::cargo::Workspace;
 use crate::error::Error;
-use crate::scenario::{Scenario, Source, KERNEL_NAME};
+use crate::fetch::{self, DebianKernel};
+use crate::scenario::{BootKind, Scenario, Source, KERNEL_NAME};
+
+/// The built `[initramfs]` in the work folder.
+const INITRAMFS_FILE: &str = "initramfs.cpio";
+/// A Linux kernel's initrd in the boot directory.
+pub const INITRD_NAME: &str = "initrd";
 
 /// A module ready to boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,23 +34,33 @@ pub struct BootModule {
 /// Everything a scenario boots, as files on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootFiles {
-    /// The kernel as built: ELF64 (or ELF32), with Multiboot v1 and v2 headers.
+    /// Multiboot: the kernel as built, ELF64 (or ELF32) with Multiboot v1 and v2 headers.
+    /// Linux: a bzImage.
     pub kernel: PathBuf,
     pub cmdline: String,
     pub modules: Vec<BootModule>,
+    /// With [`BootKind::Linux`], the initrd; `None` for Multiboot.
+    pub initrd: Option<PathBuf>,
 }
 
 impl BootFiles {
-    /// Builds the scenario's packages and finds every file it boots.
-    pub fn prepare(scenario: &Scenario, workspace: &Workspace) -> Result<BootFiles, Error> {
+    /// Builds the scenario's packages, fetches what it fetches, builds its initramfs into
+    /// `work` and finds every file it boots.
+    pub fn prepare(
+        scenario: &Scenario,
+        workspace: &Workspace,
+        work: &Path,
+    ) -> Result<BootFiles, Error> {
         let mut packages: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let sources = std::iter::once((KERNEL_NAME, &scenario.kernel.source)).chain(
-            scenario
-                .modules
-                .iter()
-                .map(|m| (m.name.as_str(), &m.source)),
-        );
-        for (name, source) in sources {
+        let initramfs_sources = scenario.initramfs.iter().flat_map(|i| &i.files);
+        let sources = std::iter::once(&scenario.kernel.source)
+            .chain(scenario.modules.iter().map(|m| &m.source))
+            .chain(initramfs_sources.map(|f| &f.source));
+        let mut wants_debian_kernel = scenario
+            .initramfs
+            .as_ref()
+            .is_some_and(|i| !i.kernel_modules.is_empty());
+        for source in sources {
             match source {
                 Source::Package {
                     package, target, ..
@@ -53,21 +70,21 @@ impl BootFiles {
                         list.push(package.clone());
                     }
                 }
-                Source::Fetch(what) => {
-                    return Err(Error::FetchUnsupported {
-                        name: name.to_owned(),
-                        what: what.clone(),
-                    })
-                }
-                Source::File(_) => {}
+                Source::Fetch(_) => wants_debian_kernel = true,
+                Source::File(_) | Source::Initramfs => {}
             }
         }
+        let debian_kernel: Option<DebianKernel> = match wants_debian_kernel {
+            true => Some(fetch::debian_kernel(&fetch::cache_root()?)?),
+            false => None,
+        };
         for (target, names) in &packages {
             println!("run: building for {target}: {}", names.join(" "));
         }
         workspace.build(&packages)?;
 
-        let locate = |name: &str, source: &Source| -> Result<PathBuf, Error> {
+        let initramfs_path = work.join(INITRAMFS_FILE);
+        let locate = |source: &Source| -> Result<PathBuf, Error> {
             let (path, hint) = match source {
                 Source::Package {
                     package,
@@ -80,30 +97,55 @@ impl BootFiles {
                     ),
                 ),
                 Source::File(file) => (workspace.path(file), "check the `file` path".to_owned()),
-                Source::Fetch(what) => {
-                    return Err(Error::FetchUnsupported {
-                        name: name.to_owned(),
-                        what: what.clone(),
-                    })
-                }
+                Source::Fetch(_) => (
+                    debian_kernel
+                        .as_ref()
+                        .map(|k| k.vmlinuz.clone())
+                        .unwrap_or_default(),
+                    "the fetched package has no kernel".to_owned(),
+                ),
+                Source::Initramfs => (initramfs_path.clone(), "[initramfs] was not built".into()),
             };
             match path.is_file() {
                 true => Ok(path),
                 false => Err(Error::MissingArtifact { path, hint }),
             }
         };
+        if let Some(spec) = &scenario.initramfs {
+            let mut files = Vec::new();
+            for file in &spec.files {
+                files.push((file.to.clone(), locate(&file.source)?));
+            }
+            let init = workspace.path(&spec.init);
+            let inputs = initramfs::Inputs {
+                init: &init,
+                files,
+                kernel: debian_kernel.as_ref(),
+                kernel_modules: &spec.kernel_modules,
+            };
+            std::fs::create_dir_all(work).map_err(|source| Error::Io {
+                what: "create",
+                path: work.to_owned(),
+                source,
+            })?;
+            initramfs::build(&inputs, &initramfs_path)?;
+        }
         let mut modules = Vec::new();
         for module in &scenario.modules {
             modules.push(BootModule {
                 name: module.name.clone(),
-                path: locate(&module.name, &module.source)?,
+                path: locate(&module.source)?,
                 args: module.args.clone(),
             });
         }
         Ok(BootFiles {
-            kernel: locate(KERNEL_NAME, &scenario.kernel.source)?,
+            kernel: locate(&scenario.kernel.source)?,
             cmdline: scenario.kernel.cmdline.clone(),
             modules,
+            initrd: match scenario.boot {
+                BootKind::Linux => Some(initramfs_path),
+                BootKind::Multiboot => None,
+            },
         })
     }
 
@@ -115,7 +157,8 @@ impl BootFiles {
         })
     }
 
-    /// Fills `dir` (emptied first) with `kernel` and one file per module under its name.
+    /// Fills `dir` (emptied first) with `kernel`, one file per module under its name and the
+    /// initrd, if any, as [`INITRD_NAME`].
     pub fn stage(&self, dir: &Path, kernel: &[u8]) -> Result<(), Error> {
         let io = |what, path: &Path| {
             let path = path.to_owned();
@@ -127,11 +170,12 @@ impl BootFiles {
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
         let kernel_path = dir.join(KERNEL_NAME);
         std::fs::write(&kernel_path, kernel).map_err(io("write", &kernel_path))?;
-        for module in &self.modules {
-            let to = dir.join(&module.name);
+        let modules = self.modules.iter().map(|m| (m.name.as_str(), &m.path));
+        for (name, path) in modules.chain(self.initrd.iter().map(|p| (INITRD_NAME, p))) {
+            let to = dir.join(name);
             // A hard link costs nothing for large guest images; copy across file systems.
-            if std::fs::hard_link(&module.path, &to).is_err() {
-                std::fs::copy(&module.path, &to).map_err(io("copy a module to", &to))?;
+            if std::fs::hard_link(path, &to).is_err() {
+                std::fs::copy(path, &to).map_err(io("copy a module to", &to))?;
             }
         }
         Ok(())
@@ -173,6 +217,7 @@ mod tests {
         let files = BootFiles {
             kernel: source.join("unused"),
             cmdline: String::new(),
+            initrd: None,
             modules: vec![BootModule {
                 name: "roottask".into(),
                 path: source.join("roottask.bin"),
