@@ -1,0 +1,834 @@
+//! The virtual memory bookkeeping of one process.
+//!
+//! Owns: the regions of the program's address space (`[start, end)`, page
+//! granular, each with a protection and a [`RegionKind`]), where `mmap` puts
+//! new mappings, the `brk` area, and which parts are *backed* by physical
+//! memory. Must not touch: memory itself, page tables or capabilities — the
+//! caller attaches and releases physical memory as this map tells it to.
+//!
+//! # Backing
+//!
+//! Physical memory is attached lazily, when the program first touches a page
+//! ([`MemoryMap::fault`]) or when the caller must touch a user buffer for a
+//! system call ([`MemoryMap::ensure`]). A block is either a 4 KiB page
+//! (order 0) or a 2 MiB block (order 9); the 2 MiB block is chosen when the
+//! aligned 2 MiB range lies entirely in accessible regions and nothing in it
+//! is backed yet. The caller attaches the block and reports it with
+//! [`MemoryMap::mark_backed`]. Every operation that takes access away
+//! (`unmap`, `protect` to `PROT_NONE`, `map` with `fixed` over old mappings,
+//! `discard`, shrinking `brk`) forgets the backing of that range and returns
+//! it as [`Released`] ranges, which the caller must release (a 2 MiB block
+//! may be released in parts).
+//!
+//! # Protection is partly bookkeeping
+//!
+//! The caller maps backed memory read-write (and executable when
+//! [`Block::exec`] says so). So `PROT_NONE` and unmapped ranges are enforced
+//! (their backing is released and a touch faults), but read-only protection
+//! is only enforced for the first touch of a page that is not backed yet: a
+//! write to a backed read-only page succeeds.
+//!
+//! # Placement
+//!
+//! Mappings without `fixed` go to the hint when the hint's range is free,
+//! else top-down into the highest free gap of the window `[lo, hi)` given to
+//! [`MemoryMap::new`] (as Linux does). Mappings of 2 MiB or more are 2 MiB
+//! aligned when such a gap exists, so that they can be backed by 2 MiB
+//! blocks. Fixed mappings may lie anywhere in `[MIN_ADDR, USER_END)` except
+//! in ranges the caller reserved for itself ([`MemoryMap::reserve`]).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::Errno;
+
+/// Size of a page (order 0 block).
+pub const PAGE_SIZE: u64 = 4096;
+/// Order of a 2 MiB block.
+pub const HUGE_ORDER: u32 = 9;
+/// Size of a 2 MiB block.
+pub const HUGE_SIZE: u64 = PAGE_SIZE << HUGE_ORDER;
+/// Lowest address a program may map (Linux's default `mmap_min_addr`);
+/// faults below it are null pointer dereferences.
+pub const MIN_ADDR: u64 = 0x1_0000;
+/// End of the program's half of the address space (47-bit user space).
+pub const USER_END: u64 = 0x8000_0000_0000;
+
+/// Page protection, with Linux's `PROT_*` bits.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Prot(u32);
+
+impl Prot {
+    pub const NONE: Prot = Prot(0);
+    pub const READ: Prot = Prot(1);
+    pub const WRITE: Prot = Prot(2);
+    pub const EXEC: Prot = Prot(4);
+    pub const READ_WRITE: Prot = Prot(3);
+
+    /// Protection from a system call's `prot` argument; unknown bits
+    /// (including `PROT_GROWSDOWN`/`PROT_GROWSUP`) are EINVAL.
+    pub fn from_linux(bits: u64) -> Result<Prot, Errno> {
+        if bits & !7 != 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(Prot(bits as u32))
+    }
+
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    pub fn contains(self, other: Prot) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any access is allowed (x86 cannot deny reads of a present page).
+    pub fn accessible(self) -> bool {
+        self.0 != 0
+    }
+}
+
+impl core::ops::BitOr for Prot {
+    type Output = Prot;
+    fn bitor(self, rhs: Prot) -> Prot {
+        Prot(self.0 | rhs.0)
+    }
+}
+
+impl fmt::Debug for Prot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flag = |p: Prot, c: char| if self.contains(p) { c } else { '-' };
+        write!(
+            f,
+            "{}{}{}",
+            flag(Prot::READ, 'r'),
+            flag(Prot::WRITE, 'w'),
+            flag(Prot::EXEC, 'x')
+        )
+    }
+}
+
+/// What a region holds; it decides how faults in it are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionKind {
+    /// `mmap` of anonymous memory.
+    Anonymous,
+    /// A loaded program segment.
+    Program,
+    /// The main thread's stack.
+    Stack,
+    /// A guard area (usually `PROT_NONE` below a stack).
+    Guard,
+    /// The `brk` heap.
+    Brk,
+    /// Used by the caller itself (e.g. the posix-server's own memory): the
+    /// program may neither map over, unmap, protect nor fault it in.
+    Reserved,
+}
+
+/// One region of the address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    pub kind: RegionKind,
+}
+
+/// The access that faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Execute,
+}
+
+/// A block of physical memory the caller must attach at `va`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub va: u64,
+    /// 0 for 4 KiB, [`HUGE_ORDER`] for 2 MiB.
+    pub order: u32,
+    /// Map it executable: some region in the block has `PROT_EXEC`.
+    pub exec: bool,
+}
+
+impl Block {
+    pub fn size(&self) -> u64 {
+        PAGE_SIZE << self.order
+    }
+}
+
+/// A backed range the caller must release: `pages` 4 KiB pages from `va`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    pub va: u64,
+    pub pages: u64,
+}
+
+/// Why a fault is the program's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// Unmapped address below [`MIN_ADDR`].
+    NullPage,
+    /// Nothing is mapped there (or it is reserved to the caller).
+    Unmapped,
+    /// A guard area: a `Guard` region, or a `PROT_NONE` region directly
+    /// below an accessible one (how thread stacks are guarded).
+    GuardPage,
+    /// A `PROT_NONE` region that is not a guard.
+    NoAccess,
+    /// A write to a region without `PROT_WRITE`.
+    WriteToReadOnly,
+    /// An instruction fetch from a region without `PROT_EXEC`.
+    NotExecutable,
+}
+
+impl Violation {
+    /// The reason as a person reads it in a crash report.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Violation::NullPage => "null pointer dereference",
+            Violation::Unmapped => "access to unmapped memory",
+            Violation::GuardPage => "stack overflow (guard page)",
+            Violation::NoAccess => "access to PROT_NONE memory",
+            Violation::WriteToReadOnly => "write to read-only memory",
+            Violation::NotExecutable => "execution of non-executable memory",
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// What to do about a page fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Attach this block, call [`MemoryMap::mark_backed`], resume the thread.
+    Back(Block),
+    /// The page is backed already (another thread was first): resume.
+    Resume,
+    /// The program is at fault.
+    Violation(Violation),
+}
+
+/// The result of a successful `map`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapped {
+    pub addr: u64,
+    /// Backing of old mappings that `fixed` replaced.
+    pub released: Vec<Released>,
+}
+
+/// The result of `brk`: the break to return, and backing to release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Brk {
+    pub brk: u64,
+    pub released: Vec<Released>,
+}
+
+/// The address space bookkeeping of one process.
+#[derive(Debug, Clone)]
+pub struct MemoryMap {
+    /// Regions by start address; they do not overlap.
+    regions: BTreeMap<u64, Region>,
+    /// Backed ranges: start -> pages; they do not overlap.
+    backed: BTreeMap<u64, u64>,
+    window: (u64, u64),
+    brk_base: u64,
+    brk: u64,
+}
+
+fn page_down(a: u64) -> u64 {
+    a & !(PAGE_SIZE - 1)
+}
+
+fn page_up(a: u64) -> Option<u64> {
+    Some(a.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1))
+}
+
+impl MemoryMap {
+    /// An empty map whose `mmap` window is `[lo, hi)`: page aligned and
+    /// inside `[MIN_ADDR, USER_END)`, else EINVAL.
+    pub fn new(lo: u64, hi: u64) -> Result<MemoryMap, Errno> {
+        if !lo.is_multiple_of(PAGE_SIZE)
+            || !hi.is_multiple_of(PAGE_SIZE)
+            || lo >= hi
+            || lo < MIN_ADDR
+            || hi > USER_END
+        {
+            return Err(Errno::EINVAL);
+        }
+        Ok(MemoryMap {
+            regions: BTreeMap::new(),
+            backed: BTreeMap::new(),
+            window: (lo, hi),
+            brk_base: 0,
+            brk: 0,
+        })
+    }
+
+    /// Regions in address order.
+    pub fn regions(&self) -> impl Iterator<Item = &Region> {
+        self.regions.values()
+    }
+
+    /// The region holding `addr`.
+    pub fn region_at(&self, addr: u64) -> Option<&Region> {
+        self.regions
+            .range(..=addr)
+            .next_back()
+            .map(|(_, r)| r)
+            .filter(|r| addr < r.end)
+    }
+
+    /// Number of backed 4 KiB pages.
+    pub fn backed_pages(&self) -> u64 {
+        self.backed.values().sum()
+    }
+
+    /// Backed ranges in address order (`Released` shape: start and pages).
+    pub fn backed(&self) -> impl Iterator<Item = Released> + '_ {
+        self.backed
+            .iter()
+            .map(|(&va, &pages)| Released { va, pages })
+    }
+
+    /// Whether the page holding `addr` is backed.
+    pub fn is_backed(&self, addr: u64) -> bool {
+        self.backed
+            .range(..=addr)
+            .next_back()
+            .is_some_and(|(&va, &pages)| addr < va + pages * PAGE_SIZE)
+    }
+
+    /// Marks `[start, start+len)` as the caller's own (see
+    /// [`RegionKind::Reserved`]). EINVAL if unaligned or outside user space,
+    /// EEXIST if it overlaps a region.
+    pub fn reserve(&mut self, start: u64, len: u64) -> Result<(), Errno> {
+        let end = self.checked_range(start, len)?;
+        if self.overlaps(start, end) {
+            return Err(Errno::EEXIST);
+        }
+        self.insert(Region {
+            start,
+            end,
+            prot: Prot::NONE,
+            kind: RegionKind::Reserved,
+        });
+        Ok(())
+    }
+
+    /// Sets up a region at a fixed place, for the program loader: program
+    /// segments, the stack and its guard. Replaces what was there (not
+    /// reserved ranges: ENOMEM) and returns its backing to release.
+    pub fn map_region(
+        &mut self,
+        start: u64,
+        len: u64,
+        prot: Prot,
+        kind: RegionKind,
+    ) -> Result<Vec<Released>, Errno> {
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        let end = self.checked_range(start, len)?;
+        if self.overlaps_reserved(start, end) {
+            return Err(Errno::ENOMEM);
+        }
+        let released = self.remove_range(start, end);
+        self.insert(Region {
+            start,
+            end,
+            prot,
+            kind,
+        });
+        Ok(released)
+    }
+
+    /// `mmap` of anonymous memory: `len` is rounded up to pages. With
+    /// `fixed`, `hint` must be page aligned and the mapping replaces what was
+    /// there; without, `hint` is only a wish (see the module docs).
+    ///
+    /// Errors as Linux: EINVAL for `len == 0` or an unaligned fixed address,
+    /// ENOMEM when no gap fits, the length overflows or a fixed range leaves
+    /// user space (or touches a reserved range), EPERM for a fixed address
+    /// below [`MIN_ADDR`].
+    pub fn map(&mut self, hint: u64, len: u64, prot: Prot, fixed: bool) -> Result<Mapped, Errno> {
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        if fixed {
+            if !hint.is_multiple_of(PAGE_SIZE) {
+                return Err(Errno::EINVAL);
+            }
+            if hint < MIN_ADDR {
+                return Err(Errno::EPERM);
+            }
+            let end = hint
+                .checked_add(len)
+                .filter(|&e| e <= USER_END)
+                .ok_or(Errno::ENOMEM)?;
+            if self.overlaps_reserved(hint, end) {
+                return Err(Errno::ENOMEM);
+            }
+            let released = self.remove_range(hint, end);
+            self.insert(Region {
+                start: hint,
+                end,
+                prot,
+                kind: RegionKind::Anonymous,
+            });
+            return Ok(Mapped {
+                addr: hint,
+                released,
+            });
+        }
+        let addr = self.place(hint, len).ok_or(Errno::ENOMEM)?;
+        self.insert(Region {
+            start: addr,
+            end: addr + len,
+            prot,
+            kind: RegionKind::Anonymous,
+        });
+        Ok(Mapped {
+            addr,
+            released: Vec::new(),
+        })
+    }
+
+    /// `munmap`: removes every mapping in the range (holes are fine).
+    /// EINVAL for an unaligned address, `len == 0`, a range leaving user
+    /// space, or one touching a reserved range.
+    pub fn unmap(&mut self, addr: u64, len: u64) -> Result<Vec<Released>, Errno> {
+        if len == 0 || !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_up(len).ok_or(Errno::EINVAL)?;
+        let end = addr
+            .checked_add(len)
+            .filter(|&e| e <= USER_END)
+            .ok_or(Errno::EINVAL)?;
+        if self.overlaps_reserved(addr, end) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(self.remove_range(addr, end))
+    }
+
+    /// `mprotect`: the whole range must be mapped (ENOMEM otherwise, also for
+    /// reserved ranges); EINVAL for an unaligned address. Protecting to
+    /// `PROT_NONE` releases the backing.
+    pub fn protect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<Vec<Released>, Errno> {
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let len = page_up(len).ok_or(Errno::ENOMEM)?;
+        let end = addr.checked_add(len).ok_or(Errno::ENOMEM)?;
+        if !self.covered(addr, end, |r| r.kind != RegionKind::Reserved) {
+            return Err(Errno::ENOMEM);
+        }
+        self.split_at(addr);
+        self.split_at(end);
+        let starts: Vec<u64> = self.regions.range(addr..end).map(|(&s, _)| s).collect();
+        for s in starts {
+            if let Some(r) = self.regions.get_mut(&s) {
+                r.prot = prot;
+            }
+        }
+        self.coalesce(addr, end);
+        if prot.accessible() {
+            Ok(Vec::new())
+        } else {
+            Ok(self.release(addr, end))
+        }
+    }
+
+    /// `madvise(MADV_DONTNEED)`: forgets the backing of the range (the next
+    /// touch sees zeroes) and keeps the mappings. EINVAL if unaligned.
+    pub fn discard(&mut self, addr: u64, len: u64) -> Result<Vec<Released>, Errno> {
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_up(len).ok_or(Errno::EINVAL)?;
+        let end = addr.checked_add(len).ok_or(Errno::EINVAL)?;
+        Ok(self.release(addr, end))
+    }
+
+    /// Places the `brk` area right after the program: its start is
+    /// `program_end` rounded up to a page.
+    pub fn set_brk_base(&mut self, program_end: u64) -> Result<(), Errno> {
+        let base = page_up(program_end).ok_or(Errno::EINVAL)?;
+        self.brk_base = base;
+        self.brk = base;
+        Ok(())
+    }
+
+    /// `brk(new_end)`: moves the break if the area can grow there (not into
+    /// another mapping) or shrink (not below its start), and returns the
+    /// break in effect: the new one, or the old one on failure — Linux's
+    /// convention, which also makes `brk(0)` a query.
+    pub fn brk(&mut self, new_end: u64) -> Brk {
+        let unchanged = Brk {
+            brk: self.brk,
+            released: Vec::new(),
+        };
+        if self.brk_base == 0 || new_end < self.brk_base || new_end > USER_END {
+            return unchanged;
+        }
+        let (Some(old_top), Some(new_top)) = (page_up(self.brk), page_up(new_end)) else {
+            return unchanged;
+        };
+        let mut released = Vec::new();
+        if new_top > old_top {
+            if self.overlaps(old_top, new_top) {
+                return unchanged;
+            }
+            self.insert(Region {
+                start: old_top,
+                end: new_top,
+                prot: Prot::READ_WRITE,
+                kind: RegionKind::Brk,
+            });
+        } else if new_top < old_top {
+            released = self.remove_range(new_top, old_top);
+        }
+        self.brk = new_end;
+        Brk {
+            brk: new_end,
+            released,
+        }
+    }
+
+    /// Classifies a page fault at `addr`.
+    pub fn fault(&self, addr: u64, access: Access) -> FaultAction {
+        if self.is_backed(addr) {
+            return FaultAction::Resume;
+        }
+        let Some(region) = self.region_at(addr) else {
+            let v = if addr < MIN_ADDR {
+                Violation::NullPage
+            } else {
+                Violation::Unmapped
+            };
+            return FaultAction::Violation(v);
+        };
+        if let Some(v) = self.violation(region, access) {
+            return FaultAction::Violation(v);
+        }
+        FaultAction::Back(self.block_for(page_down(addr)))
+    }
+
+    /// Records that the caller attached a block at `va` of `order` (0 or 9,
+    /// aligned). EINVAL for a bad order or alignment, EEXIST if part of it
+    /// is backed already.
+    pub fn mark_backed(&mut self, va: u64, order: u32) -> Result<(), Errno> {
+        if order != 0 && order != HUGE_ORDER {
+            return Err(Errno::EINVAL);
+        }
+        let size = PAGE_SIZE << order;
+        if !va.is_multiple_of(size) || va.checked_add(size).is_none_or(|e| e > USER_END) {
+            return Err(Errno::EINVAL);
+        }
+        if self.backed_overlaps(va, va + size) {
+            return Err(Errno::EEXIST);
+        }
+        self.backed.insert(va, size / PAGE_SIZE);
+        Ok(())
+    }
+
+    /// The blocks the caller must attach before it touches the user buffer
+    /// `[addr, addr+len)` (for writing if `write`), in address order. EFAULT
+    /// if any part is unmapped, reserved, `PROT_NONE`, or read-only while
+    /// `write`.
+    pub fn ensure(&self, addr: u64, len: u64, write: bool) -> Result<Vec<Block>, Errno> {
+        let mut blocks = Vec::new();
+        if len == 0 {
+            return Ok(blocks);
+        }
+        let end = addr
+            .checked_add(len)
+            .and_then(page_up)
+            .ok_or(Errno::EFAULT)?;
+        let access = if write { Access::Write } else { Access::Read };
+        let mut page = page_down(addr);
+        while page < end {
+            let region = self.region_at(page).ok_or(Errno::EFAULT)?;
+            if self.violation(region, access).is_some() {
+                return Err(Errno::EFAULT);
+            }
+            // Walk the region: skip backed ranges, choose blocks for the rest.
+            let stop = region.end.min(end);
+            while page < stop {
+                if let Some((&va, &pages)) = self.backed.range(..=page).next_back() {
+                    let backed_end = va + pages * PAGE_SIZE;
+                    if page < backed_end {
+                        page = backed_end;
+                        continue;
+                    }
+                }
+                let block = self.block_for(page);
+                page = block.va + block.size();
+                blocks.push(block);
+            }
+        }
+        Ok(blocks)
+    }
+
+    /// Forgets all backing and returns it (the process ends).
+    pub fn release_all(&mut self) -> Vec<Released> {
+        let all = self.backed().collect();
+        self.backed.clear();
+        all
+    }
+
+    // ---- internals ----
+
+    fn checked_range(&self, start: u64, len: u64) -> Result<u64, Errno> {
+        if !start.is_multiple_of(PAGE_SIZE)
+            || !len.is_multiple_of(PAGE_SIZE)
+            || len == 0
+            || start < MIN_ADDR
+        {
+            return Err(Errno::EINVAL);
+        }
+        start
+            .checked_add(len)
+            .filter(|&e| e <= USER_END)
+            .ok_or(Errno::EINVAL)
+    }
+
+    fn violation(&self, region: &Region, access: Access) -> Option<Violation> {
+        if region.kind == RegionKind::Reserved {
+            return Some(Violation::Unmapped);
+        }
+        if !region.prot.accessible() {
+            let below_accessible = self
+                .regions
+                .get(&region.end)
+                .is_some_and(|above| above.prot.accessible() && above.kind != RegionKind::Reserved);
+            return Some(if region.kind == RegionKind::Guard || below_accessible {
+                Violation::GuardPage
+            } else {
+                Violation::NoAccess
+            });
+        }
+        match access {
+            Access::Write if !region.prot.contains(Prot::WRITE) => Some(Violation::WriteToReadOnly),
+            Access::Execute if !region.prot.contains(Prot::EXEC) => Some(Violation::NotExecutable),
+            _ => None,
+        }
+    }
+
+    /// The block to back for the unbacked, accessible `page`.
+    fn block_for(&self, page: u64) -> Block {
+        let huge = page & !(HUGE_SIZE - 1);
+        let huge_end = huge + HUGE_SIZE;
+        if huge_end <= USER_END
+            && !self.backed_overlaps(huge, huge_end)
+            && self.covered(huge, huge_end, |r| {
+                r.prot.accessible() && r.kind != RegionKind::Reserved
+            })
+        {
+            return Block {
+                va: huge,
+                order: HUGE_ORDER,
+                exec: self.any_exec(huge, huge_end),
+            };
+        }
+        Block {
+            va: page,
+            order: 0,
+            exec: self.any_exec(page, page + PAGE_SIZE),
+        }
+    }
+
+    fn any_exec(&self, start: u64, end: u64) -> bool {
+        self.overlapping(start, end)
+            .any(|r| r.prot.contains(Prot::EXEC))
+    }
+
+    /// Regions overlapping `[start, end)`, in order.
+    fn overlapping(&self, start: u64, end: u64) -> impl Iterator<Item = &Region> {
+        let first = self
+            .regions
+            .range(..=start)
+            .next_back()
+            .filter(|(_, r)| r.end > start)
+            .map(|(&s, _)| s)
+            .unwrap_or(start);
+        self.regions.range(first..end).map(|(_, r)| r)
+    }
+
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        self.overlapping(start, end).next().is_some()
+    }
+
+    fn overlaps_reserved(&self, start: u64, end: u64) -> bool {
+        self.overlapping(start, end)
+            .any(|r| r.kind == RegionKind::Reserved)
+    }
+
+    /// Whether `[start, end)` is covered by regions without gaps, all
+    /// satisfying `ok`.
+    fn covered(&self, start: u64, end: u64, ok: impl Fn(&Region) -> bool) -> bool {
+        let mut at = start;
+        for r in self.overlapping(start, end) {
+            if r.start > at || !ok(r) {
+                return false;
+            }
+            at = r.end;
+            if at >= end {
+                return true;
+            }
+        }
+        at >= end
+    }
+
+    fn backed_overlaps(&self, start: u64, end: u64) -> bool {
+        if let Some((&va, &pages)) = self.backed.range(..start).next_back() {
+            if va + pages * PAGE_SIZE > start {
+                return true;
+            }
+        }
+        self.backed.range(start..end).next().is_some()
+    }
+
+    /// A free, page-aligned place for `len` bytes.
+    fn place(&self, hint: u64, len: u64) -> Option<u64> {
+        if hint != 0 {
+            let start = page_up(hint)?;
+            if let Some(end) = start.checked_add(len) {
+                if start >= MIN_ADDR && end <= USER_END && !self.overlaps(start, end) {
+                    return Some(start);
+                }
+            }
+        }
+        if len >= HUGE_SIZE {
+            if let Some(a) = self.top_down(len, HUGE_SIZE) {
+                return Some(a);
+            }
+        }
+        self.top_down(len, PAGE_SIZE)
+    }
+
+    /// The highest `align`-aligned gap of `len` bytes in the window.
+    fn top_down(&self, len: u64, align: u64) -> Option<u64> {
+        let (lo, hi) = self.window;
+        let mut gap_end = hi;
+        let fits = |gap_start: u64, gap_end: u64| -> Option<u64> {
+            let a = gap_end.checked_sub(len)? & !(align - 1);
+            (a >= gap_start).then_some(a)
+        };
+        for r in self.regions.range(..hi).rev().map(|(_, r)| r) {
+            if r.end <= lo {
+                break;
+            }
+            if r.end < gap_end {
+                if let Some(a) = fits(r.end.max(lo), gap_end) {
+                    return Some(a);
+                }
+            }
+            gap_end = gap_end.min(r.start);
+            if gap_end <= lo {
+                return None;
+            }
+        }
+        fits(lo, gap_end)
+    }
+
+    /// Splits the region holding `addr` (strictly inside) in two.
+    fn split_at(&mut self, addr: u64) {
+        let Some((&start, r)) = self.regions.range_mut(..addr).next_back() else {
+            return;
+        };
+        if r.end > addr {
+            let upper = Region { start: addr, ..*r };
+            r.end = addr;
+            debug_assert!(start < addr);
+            self.regions.insert(addr, upper);
+        }
+    }
+
+    /// Removes all regions in `[start, end)` (splitting those that straddle)
+    /// and releases the range's backing.
+    fn remove_range(&mut self, start: u64, end: u64) -> Vec<Released> {
+        self.split_at(start);
+        self.split_at(end);
+        let starts: Vec<u64> = self.regions.range(start..end).map(|(&s, _)| s).collect();
+        for s in starts {
+            self.regions.remove(&s);
+        }
+        self.release(start, end)
+    }
+
+    /// Inserts a region into a free range and merges it with equal neighbours.
+    fn insert(&mut self, region: Region) {
+        debug_assert!(!self.overlaps(region.start, region.end));
+        self.regions.insert(region.start, region);
+        self.coalesce(region.start, region.end);
+    }
+
+    /// Merges equal adjacent regions in and around `[start, end)`.
+    fn coalesce(&mut self, start: u64, end: u64) {
+        let mut at = self
+            .regions
+            .range(..start)
+            .next_back()
+            .map_or(start, |(&s, _)| s);
+        while let Some((&s, &cur)) = self.regions.range(at..).next() {
+            if s >= end {
+                return;
+            }
+            match self.regions.get(&cur.end).copied() {
+                Some(next) if next.prot == cur.prot && next.kind == cur.kind => {
+                    self.regions.remove(&next.start);
+                    if let Some(c) = self.regions.get_mut(&s) {
+                        c.end = next.end;
+                    }
+                    at = s;
+                }
+                _ => at = cur.end,
+            }
+        }
+    }
+
+    /// Forgets the backing inside `[start, end)`, splitting blocks that
+    /// straddle the bounds, and returns the forgotten ranges.
+    fn release(&mut self, start: u64, end: u64) -> Vec<Released> {
+        let mut out = Vec::new();
+        let mut first = start;
+        if let Some((&va, &pages)) = self.backed.range(..start).next_back() {
+            if va + pages * PAGE_SIZE > start {
+                first = va;
+            }
+        }
+        let hit: Vec<(u64, u64)> = self
+            .backed
+            .range(first..end)
+            .map(|(&v, &p)| (v, p))
+            .collect();
+        for (va, pages) in hit {
+            let b_end = va + pages * PAGE_SIZE;
+            self.backed.remove(&va);
+            if va < start {
+                self.backed.insert(va, (start - va) / PAGE_SIZE);
+            }
+            if b_end > end {
+                self.backed.insert(end, (b_end - end) / PAGE_SIZE);
+            }
+            let r_start = va.max(start);
+            let r_end = b_end.min(end);
+            out.push(Released {
+                va: r_start,
+                pages: (r_end - r_start) / PAGE_SIZE,
+            });
+        }
+        out
+    }
+}
