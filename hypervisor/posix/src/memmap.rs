@@ -832,3 +832,552 @@ impl MemoryMap {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    const LO: u64 = 0x10_0000_0000;
+    const HI: u64 = 0x20_0000_0000;
+    const MB2: u64 = HUGE_SIZE;
+
+    fn map() -> MemoryMap {
+        MemoryMap::new(LO, HI).unwrap()
+    }
+
+    fn rw() -> Prot {
+        Prot::READ_WRITE
+    }
+
+    fn back(m: &mut MemoryMap, addr: u64, access: Access) -> Block {
+        match m.fault(addr, access) {
+            FaultAction::Back(b) => {
+                m.mark_backed(b.va, b.order).unwrap();
+                b
+            }
+            other => panic!("fault at {addr:#x}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn window_must_be_sane() {
+        assert_eq!(MemoryMap::new(LO + 1, HI).unwrap_err(), Errno::EINVAL);
+        assert_eq!(MemoryMap::new(HI, LO).unwrap_err(), Errno::EINVAL);
+        assert_eq!(MemoryMap::new(0, HI).unwrap_err(), Errno::EINVAL);
+        assert_eq!(
+            MemoryMap::new(LO, USER_END + PAGE_SIZE).unwrap_err(),
+            Errno::EINVAL
+        );
+    }
+
+    #[test]
+    fn mmap_goes_top_down_and_rounds_to_pages() {
+        let mut m = map();
+        let a = m.map(0, 100, rw(), false).unwrap();
+        assert_eq!(a.addr, HI - PAGE_SIZE);
+        assert!(a.released.is_empty());
+        let b = m.map(0, 3 * PAGE_SIZE, Prot::READ, false).unwrap();
+        assert_eq!(b.addr, HI - 4 * PAGE_SIZE);
+        // Different protections stay separate regions.
+        assert_eq!(m.regions().count(), 2);
+        // Equal neighbours merge.
+        let c = m.map(0, PAGE_SIZE, Prot::READ, false).unwrap();
+        assert_eq!(c.addr, HI - 5 * PAGE_SIZE);
+        assert_eq!(m.regions().count(), 2);
+        assert_eq!(
+            m.region_at(c.addr).copied(),
+            Some(Region {
+                start: c.addr,
+                end: HI - PAGE_SIZE,
+                prot: Prot::READ,
+                kind: RegionKind::Anonymous
+            })
+        );
+    }
+
+    #[test]
+    fn large_mappings_are_2mib_aligned() {
+        let mut m = map();
+        m.map(0, PAGE_SIZE, rw(), false).unwrap();
+        let big = m.map(0, 3 * MB2, rw(), false).unwrap().addr;
+        assert_eq!(big % MB2, 0);
+        assert!(big + 3 * MB2 <= HI - PAGE_SIZE);
+    }
+
+    #[test]
+    fn mmap_errors_as_linux() {
+        let mut m = map();
+        assert_eq!(m.map(0, 0, rw(), false), Err(Errno::EINVAL));
+        assert_eq!(m.map(LO + 1, PAGE_SIZE, rw(), true), Err(Errno::EINVAL));
+        assert_eq!(m.map(0x1000, PAGE_SIZE, rw(), true), Err(Errno::EPERM));
+        assert_eq!(
+            m.map(USER_END - PAGE_SIZE, 2 * PAGE_SIZE, rw(), true),
+            Err(Errno::ENOMEM)
+        );
+        assert_eq!(m.map(0, u64::MAX, rw(), false), Err(Errno::ENOMEM));
+        assert_eq!(
+            m.map(0, HI - LO + PAGE_SIZE, rw(), false),
+            Err(Errno::ENOMEM)
+        );
+        // The whole window fits exactly once.
+        assert_eq!(m.map(0, HI - LO, rw(), false).unwrap().addr, LO);
+        assert_eq!(m.map(0, PAGE_SIZE, rw(), false), Err(Errno::ENOMEM));
+    }
+
+    #[test]
+    fn hint_is_used_when_free() {
+        let mut m = map();
+        let want = 0x5000_0000;
+        assert_eq!(m.map(want, PAGE_SIZE, rw(), false).unwrap().addr, want);
+        // Taken now: the hint is ignored, the window is used.
+        assert_eq!(
+            m.map(want, PAGE_SIZE, rw(), false).unwrap().addr,
+            HI - PAGE_SIZE
+        );
+    }
+
+    #[test]
+    fn first_fit_from_the_top_reuses_holes() {
+        let mut m = map();
+        let a = m.map(0, 4 * PAGE_SIZE, rw(), false).unwrap().addr;
+        m.unmap(a + PAGE_SIZE, 2 * PAGE_SIZE).unwrap();
+        assert_eq!(m.regions().count(), 2);
+        assert_eq!(
+            m.map(0, 2 * PAGE_SIZE, Prot::READ, false).unwrap().addr,
+            a + PAGE_SIZE
+        );
+        // A hole too small is skipped.
+        m.unmap(a + PAGE_SIZE, PAGE_SIZE).unwrap();
+        assert_eq!(
+            m.map(0, 2 * PAGE_SIZE, rw(), false).unwrap().addr,
+            a - 2 * PAGE_SIZE
+        );
+    }
+
+    #[test]
+    fn fault_chooses_2mib_when_the_block_is_accessible_and_unbacked() {
+        let mut m = map();
+        let a = m.map(0, 4 * MB2, rw(), false).unwrap().addr;
+        let b = back(&mut m, a + MB2 + 0x1234, Access::Write);
+        assert_eq!(
+            b,
+            Block {
+                va: a + MB2,
+                order: HUGE_ORDER,
+                exec: false
+            }
+        );
+        assert_eq!(
+            m.fault(a + MB2 + 0x10_0000, Access::Read),
+            FaultAction::Resume
+        );
+        assert_eq!(m.backed_pages(), 512);
+        // A page backed inside a 2 MiB block forces 4 KiB for the rest of it.
+        m.mark_backed(a + 5 * PAGE_SIZE, 0).unwrap();
+        let b = back(&mut m, a, Access::Read);
+        assert_eq!(
+            b,
+            Block {
+                va: a,
+                order: 0,
+                exec: false
+            }
+        );
+    }
+
+    #[test]
+    fn fault_chooses_4kib_when_the_block_is_partly_unmapped_or_guarded() {
+        let mut m = map();
+        let a = m.map(0, 2 * MB2, rw(), false).unwrap().addr;
+        m.protect(a + MB2 + 8 * PAGE_SIZE, PAGE_SIZE, Prot::NONE)
+            .unwrap();
+        let b = back(&mut m, a + MB2, Access::Read);
+        assert_eq!(b.order, 0);
+        m.unmap(a + 100 * PAGE_SIZE, PAGE_SIZE).unwrap();
+        assert_eq!(back(&mut m, a, Access::Read).order, 0);
+        // A 2 MiB block spanning two adjacent regions of different
+        // protection is still one block; exec if any part is executable.
+        let c = m.map(0, MB2, rw(), false).unwrap().addr;
+        assert_eq!(c % MB2, 0);
+        m.protect(c, PAGE_SIZE, Prot::READ | Prot::EXEC).unwrap();
+        let b = back(&mut m, c + MB2 - 1, Access::Write);
+        assert_eq!(
+            b,
+            Block {
+                va: c,
+                order: HUGE_ORDER,
+                exec: true
+            }
+        );
+    }
+
+    #[test]
+    fn violations_are_named() {
+        let mut m = map();
+        assert_eq!(
+            m.fault(0, Access::Read),
+            FaultAction::Violation(Violation::NullPage)
+        );
+        assert_eq!(
+            m.fault(0x18, Access::Write),
+            FaultAction::Violation(Violation::NullPage)
+        );
+        assert_eq!(
+            m.fault(LO, Access::Read),
+            FaultAction::Violation(Violation::Unmapped)
+        );
+        // Main stack with a guard region below.
+        let stack_top = 0x7000_0000;
+        m.map_region(
+            stack_top - 16 * PAGE_SIZE,
+            16 * PAGE_SIZE,
+            rw(),
+            RegionKind::Stack,
+        )
+        .unwrap();
+        m.map_region(
+            stack_top - 17 * PAGE_SIZE,
+            PAGE_SIZE,
+            Prot::NONE,
+            RegionKind::Guard,
+        )
+        .unwrap();
+        assert_eq!(
+            m.fault(stack_top - 16 * PAGE_SIZE - 8, Access::Write),
+            FaultAction::Violation(Violation::GuardPage)
+        );
+        assert_eq!(Violation::GuardPage.reason(), "stack overflow (guard page)");
+        // A thread stack as musl makes it: PROT_NONE, then the upper part RW.
+        let t = m.map(0, 9 * PAGE_SIZE, Prot::NONE, false).unwrap().addr;
+        m.protect(t + PAGE_SIZE, 8 * PAGE_SIZE, rw()).unwrap();
+        assert_eq!(
+            m.fault(t + 100, Access::Write),
+            FaultAction::Violation(Violation::GuardPage)
+        );
+        // A PROT_NONE region with nothing above is not a guard.
+        let n = m
+            .map(0x6000_0000, PAGE_SIZE, Prot::NONE, true)
+            .unwrap()
+            .addr;
+        assert_eq!(
+            m.fault(n, Access::Read),
+            FaultAction::Violation(Violation::NoAccess)
+        );
+        // Read-only and non-executable memory.
+        let r = m.map(0, PAGE_SIZE, Prot::READ, false).unwrap().addr;
+        assert_eq!(
+            m.fault(r, Access::Write),
+            FaultAction::Violation(Violation::WriteToReadOnly)
+        );
+        assert_eq!(
+            m.fault(r, Access::Execute),
+            FaultAction::Violation(Violation::NotExecutable)
+        );
+        assert!(matches!(m.fault(r, Access::Read), FaultAction::Back(_)));
+        // Reserved memory looks unmapped to the program.
+        m.reserve(0x8000_0000, PAGE_SIZE).unwrap();
+        assert_eq!(
+            m.fault(0x8000_0000, Access::Read),
+            FaultAction::Violation(Violation::Unmapped)
+        );
+    }
+
+    #[test]
+    fn unmap_returns_backing_and_splits_blocks() {
+        let mut m = map();
+        let a = m.map(0, MB2, rw(), false).unwrap().addr;
+        back(&mut m, a, Access::Write);
+        assert_eq!(m.backed_pages(), 512);
+        let released = m.unmap(a + 4 * PAGE_SIZE, 2 * PAGE_SIZE).unwrap();
+        assert_eq!(
+            released,
+            vec![Released {
+                va: a + 4 * PAGE_SIZE,
+                pages: 2
+            }]
+        );
+        assert_eq!(m.backed_pages(), 510);
+        assert_eq!(
+            m.backed().collect::<Vec<_>>(),
+            vec![
+                Released { va: a, pages: 4 },
+                Released {
+                    va: a + 6 * PAGE_SIZE,
+                    pages: 506
+                }
+            ]
+        );
+        assert_eq!(
+            m.fault(a + 4 * PAGE_SIZE, Access::Read),
+            FaultAction::Violation(Violation::Unmapped)
+        );
+        assert_eq!(
+            m.fault(a + 3 * PAGE_SIZE, Access::Read),
+            FaultAction::Resume
+        );
+        // Unmapping across a hole and backed pieces releases each piece.
+        let released = m.unmap(a, MB2).unwrap();
+        assert_eq!(
+            released,
+            vec![
+                Released { va: a, pages: 4 },
+                Released {
+                    va: a + 6 * PAGE_SIZE,
+                    pages: 506
+                }
+            ]
+        );
+        assert_eq!(m.backed_pages(), 0);
+        assert_eq!(m.regions().count(), 0);
+    }
+
+    #[test]
+    fn unmap_errors() {
+        let mut m = map();
+        assert_eq!(m.unmap(LO + 1, PAGE_SIZE), Err(Errno::EINVAL));
+        assert_eq!(m.unmap(LO, 0), Err(Errno::EINVAL));
+        assert_eq!(
+            m.unmap(USER_END - PAGE_SIZE, 2 * PAGE_SIZE),
+            Err(Errno::EINVAL)
+        );
+        // Unmapping nothing is fine.
+        assert_eq!(m.unmap(LO, PAGE_SIZE), Ok(vec![]));
+        m.reserve(LO, PAGE_SIZE).unwrap();
+        assert_eq!(m.unmap(LO, 2 * PAGE_SIZE), Err(Errno::EINVAL));
+        assert_eq!(m.map(LO, PAGE_SIZE, rw(), true), Err(Errno::ENOMEM));
+        assert_eq!(m.protect(LO, PAGE_SIZE, rw()), Err(Errno::ENOMEM));
+        assert_eq!(m.reserve(LO, PAGE_SIZE), Err(Errno::EEXIST));
+        // The window never places mappings on reserved ranges.
+        let mut m = MemoryMap::new(LO, LO + 2 * PAGE_SIZE).unwrap();
+        m.reserve(LO + PAGE_SIZE, PAGE_SIZE).unwrap();
+        assert_eq!(m.map(0, PAGE_SIZE, rw(), false).unwrap().addr, LO);
+        assert_eq!(m.map(0, PAGE_SIZE, rw(), false), Err(Errno::ENOMEM));
+    }
+
+    #[test]
+    fn protect_none_releases_and_protect_requires_mapping() {
+        let mut m = map();
+        let a = m.map(0, 8 * PAGE_SIZE, rw(), false).unwrap().addr;
+        for i in 0..8 {
+            back(&mut m, a + i * PAGE_SIZE, Access::Write);
+        }
+        // Read-only keeps the backing (bookkeeping only).
+        assert_eq!(m.protect(a, 2 * PAGE_SIZE, Prot::READ), Ok(vec![]));
+        assert_eq!(m.backed_pages(), 8);
+        assert_eq!(m.regions().count(), 2);
+        let released = m
+            .protect(a + 2 * PAGE_SIZE, 3 * PAGE_SIZE, Prot::NONE)
+            .unwrap();
+        assert_eq!(
+            released,
+            vec![
+                Released {
+                    va: a + 2 * PAGE_SIZE,
+                    pages: 1
+                },
+                Released {
+                    va: a + 3 * PAGE_SIZE,
+                    pages: 1
+                },
+                Released {
+                    va: a + 4 * PAGE_SIZE,
+                    pages: 1
+                },
+            ]
+        );
+        assert_eq!(m.backed_pages(), 5);
+        assert_eq!(m.regions().count(), 3);
+        // Back to read-write: the regions merge again.
+        m.protect(a, 8 * PAGE_SIZE, rw()).unwrap();
+        assert_eq!(m.regions().count(), 1);
+        assert_eq!(m.protect(a + 1, PAGE_SIZE, rw()), Err(Errno::EINVAL));
+        assert_eq!(m.protect(a, 9 * PAGE_SIZE, rw()), Err(Errno::ENOMEM));
+        assert_eq!(m.protect(a, 0, rw()), Ok(vec![]));
+        assert_eq!(Prot::from_linux(8), Err(Errno::EINVAL));
+        assert_eq!(Prot::from_linux(0x0100_0000), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn fixed_map_replaces_and_releases() {
+        let mut m = map();
+        let a = m.map(0, 4 * PAGE_SIZE, rw(), false).unwrap().addr;
+        back(&mut m, a + PAGE_SIZE, Access::Write);
+        back(&mut m, a + 3 * PAGE_SIZE, Access::Write);
+        let r = m
+            .map(a + PAGE_SIZE, 2 * PAGE_SIZE, Prot::READ, true)
+            .unwrap();
+        assert_eq!(r.addr, a + PAGE_SIZE);
+        assert_eq!(
+            r.released,
+            vec![Released {
+                va: a + PAGE_SIZE,
+                pages: 1
+            }]
+        );
+        assert_eq!(m.regions().count(), 3);
+        assert!(!m.is_backed(a + PAGE_SIZE));
+        assert!(m.is_backed(a + 3 * PAGE_SIZE));
+    }
+
+    #[test]
+    fn ensure_lists_blocks_and_checks_access() {
+        let mut m = map();
+        let a = m.map(0, 2 * MB2, rw(), false).unwrap().addr;
+        // Nothing backed: two 2 MiB blocks for a buffer across them.
+        let blocks = m.ensure(a + MB2 - 10, 20, true).unwrap();
+        assert_eq!(
+            blocks,
+            vec![
+                Block {
+                    va: a,
+                    order: HUGE_ORDER,
+                    exec: false
+                },
+                Block {
+                    va: a + MB2,
+                    order: HUGE_ORDER,
+                    exec: false
+                },
+            ]
+        );
+        m.mark_backed(a, HUGE_ORDER).unwrap();
+        assert_eq!(
+            m.ensure(a + MB2 - 10, 20, false).unwrap(),
+            vec![Block {
+                va: a + MB2,
+                order: 9,
+                exec: false
+            }]
+        );
+        assert_eq!(m.ensure(a, 10, false).unwrap(), vec![]);
+        assert_eq!(m.ensure(a, 0, false).unwrap(), vec![]);
+        // Past the end, or into read-only memory for writing: EFAULT.
+        assert_eq!(m.ensure(a + 2 * MB2 - 4, 8, false), Err(Errno::EFAULT));
+        let r = m.map(0, 2 * PAGE_SIZE, Prot::READ, false).unwrap().addr;
+        assert_eq!(m.ensure(r, 8, true), Err(Errno::EFAULT));
+        assert_eq!(m.ensure(r, 2 * PAGE_SIZE, false).unwrap().len(), 2);
+        assert_eq!(m.ensure(u64::MAX - 4, 8, false), Err(Errno::EFAULT));
+        assert_eq!(m.ensure(0, 8, false), Err(Errno::EFAULT));
+        // Partly backed 2 MiB ranges give 4 KiB pages for the rest.
+        let b = m.map(0, MB2, rw(), false).unwrap().addr;
+        m.mark_backed(b + PAGE_SIZE, 0).unwrap();
+        let blocks = m.ensure(b, 3 * PAGE_SIZE, false).unwrap();
+        assert_eq!(
+            blocks,
+            vec![
+                Block {
+                    va: b,
+                    order: 0,
+                    exec: false
+                },
+                Block {
+                    va: b + 2 * PAGE_SIZE,
+                    order: 0,
+                    exec: false
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn mark_backed_rejects_bad_blocks() {
+        let mut m = map();
+        assert_eq!(
+            m.mark_backed(LO + PAGE_SIZE, HUGE_ORDER),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(m.mark_backed(LO, 3), Err(Errno::EINVAL));
+        m.mark_backed(LO, HUGE_ORDER).unwrap();
+        assert_eq!(m.mark_backed(LO + PAGE_SIZE, 0), Err(Errno::EEXIST));
+        assert_eq!(m.mark_backed(LO, HUGE_ORDER), Err(Errno::EEXIST));
+        m.mark_backed(LO + MB2, 0).unwrap();
+        assert_eq!(m.release_all().len(), 2);
+        assert_eq!(m.backed_pages(), 0);
+    }
+
+    #[test]
+    fn discard_forgets_backing_but_keeps_mapping() {
+        let mut m = map();
+        let a = m.map(0, 4 * PAGE_SIZE, rw(), false).unwrap().addr;
+        back(&mut m, a, Access::Write);
+        back(&mut m, a + 2 * PAGE_SIZE, Access::Write);
+        assert_eq!(
+            m.discard(a, 4 * PAGE_SIZE).unwrap(),
+            vec![
+                Released { va: a, pages: 1 },
+                Released {
+                    va: a + 2 * PAGE_SIZE,
+                    pages: 1
+                }
+            ]
+        );
+        assert!(matches!(m.fault(a, Access::Write), FaultAction::Back(_)));
+        assert_eq!(m.discard(a + 1, PAGE_SIZE), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn brk_grows_shrinks_and_stops_at_mappings() {
+        let mut m = map();
+        assert_eq!(m.brk(0).brk, 0, "no brk area before set_brk_base");
+        let end = 0x40_1234;
+        m.set_brk_base(end).unwrap();
+        let base = 0x40_2000;
+        assert_eq!(m.brk(0).brk, base);
+        assert_eq!(m.brk(base + 10).brk, base + 10);
+        assert_eq!(
+            m.region_at(base).map(|r| (r.end, r.kind)),
+            Some((base + PAGE_SIZE, RegionKind::Brk))
+        );
+        let top = base + 5 * PAGE_SIZE + 1;
+        assert_eq!(m.brk(top).brk, top);
+        back(&mut m, base + 5 * PAGE_SIZE, Access::Write);
+        // Shrinking releases what lies above the new break.
+        let shrunk = m.brk(base + PAGE_SIZE);
+        assert_eq!(shrunk.brk, base + PAGE_SIZE);
+        assert_eq!(
+            shrunk.released,
+            vec![Released {
+                va: base + 5 * PAGE_SIZE,
+                pages: 1
+            }]
+        );
+        assert_eq!(
+            m.fault(base + 2 * PAGE_SIZE, Access::Read),
+            FaultAction::Violation(Violation::Unmapped)
+        );
+        // Below the base or into another mapping: unchanged.
+        assert_eq!(m.brk(base - 1).brk, base + PAGE_SIZE);
+        m.map(base + 4 * PAGE_SIZE, PAGE_SIZE, rw(), true).unwrap();
+        assert_eq!(m.brk(base + 8 * PAGE_SIZE).brk, base + PAGE_SIZE);
+        assert_eq!(m.brk(base + 4 * PAGE_SIZE).brk, base + 4 * PAGE_SIZE);
+    }
+
+    #[test]
+    fn program_regions_and_stack_setup() {
+        let mut m = map();
+        m.map_region(
+            0x40_0000,
+            0x1800,
+            Prot::READ | Prot::EXEC,
+            RegionKind::Program,
+        )
+        .unwrap();
+        m.map_region(0x40_2000, 0x1000, rw(), RegionKind::Program)
+            .unwrap();
+        assert_eq!(m.region_at(0x40_1fff).map(|r| r.end), Some(0x40_2000));
+        assert_eq!(
+            m.map_region(0x40_0001, 1, rw(), RegionKind::Program),
+            Err(Errno::EINVAL)
+        );
+        let b = back(&mut m, 0x40_0000, Access::Execute);
+        assert_eq!(
+            b,
+            Block {
+                va: 0x40_0000,
+                order: 0,
+                exec: true
+            }
+        );
+    }
+}

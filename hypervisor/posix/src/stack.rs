@@ -209,3 +209,158 @@ fn auxv_entries(
         (AT_NULL, 0),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    /// What a program's start code reads back from its stack.
+    struct Parsed {
+        args: Vec<String>,
+        env: Vec<String>,
+        auxv: Vec<(u64, u64)>,
+    }
+
+    struct Reader<'a> {
+        buf: &'a [u8],
+        va: u64,
+    }
+
+    impl Reader<'_> {
+        fn word(&self, addr: u64) -> u64 {
+            let o = (addr - self.va) as usize;
+            u64::from_le_bytes(self.buf[o..o + 8].try_into().unwrap())
+        }
+        fn string(&self, addr: u64) -> String {
+            let o = (addr - self.va) as usize;
+            let len = self.buf[o..].iter().position(|&b| b == 0).unwrap();
+            String::from_utf8(self.buf[o..o + len].to_vec()).unwrap()
+        }
+        fn bytes(&self, addr: u64, n: usize) -> &[u8] {
+            let o = (addr - self.va) as usize;
+            &self.buf[o..o + n]
+        }
+        fn parse(&self, rsp: u64) -> Parsed {
+            let argc = self.word(rsp);
+            let mut at = rsp + 8;
+            let mut args = Vec::new();
+            for _ in 0..argc {
+                args.push(self.string(self.word(at)));
+                at += 8;
+            }
+            assert_eq!(self.word(at), 0, "argv ends with NULL");
+            at += 8;
+            let mut env = Vec::new();
+            while self.word(at) != 0 {
+                env.push(self.string(self.word(at)));
+                at += 8;
+            }
+            at += 8;
+            let mut auxv = Vec::new();
+            loop {
+                let (t, v) = (self.word(at), self.word(at + 8));
+                auxv.push((t, v));
+                at += 16;
+                if t == AT_NULL {
+                    break;
+                }
+            }
+            Parsed { args, env, auxv }
+        }
+    }
+
+    fn process<'a>(args: &'a [&'a str], env: &'a [&'a str]) -> InitialProcess<'a> {
+        InitialProcess {
+            args,
+            env,
+            phdr: 0x40_0040,
+            phent: 56,
+            phnum: 7,
+            entry: 0x40_1000,
+            random: *b"0123456789abcdef",
+            hwcap: 0x178b_fbff,
+            execfn: "/bin/test",
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn aux(p: &Parsed, t: u64) -> u64 {
+        p.auxv.iter().find(|(k, _)| *k == t).unwrap().1
+    }
+
+    #[test]
+    fn layout_reads_back() {
+        let mut buf = alloc::vec![0xaau8; 4096];
+        let va = 0x7fff_0000_0000 - 4096;
+        let args = ["test", "--flag", ""];
+        let env = ["HOME=/", "RUST_BACKTRACE=1"];
+        let rsp = build(&mut buf, va, &process(&args, &env)).unwrap();
+        assert_eq!(rsp % 16, 0);
+        assert!(rsp >= va && rsp < va + 4096);
+        let r = Reader { buf: &buf, va };
+        let p = r.parse(rsp);
+        assert_eq!(p.args, ["test", "--flag", ""]);
+        assert_eq!(p.env, ["HOME=/", "RUST_BACKTRACE=1"]);
+        assert_eq!(aux(&p, AT_PHDR), 0x40_0040);
+        assert_eq!(aux(&p, AT_PHENT), 56);
+        assert_eq!(aux(&p, AT_PHNUM), 7);
+        assert_eq!(aux(&p, AT_PAGESZ), 4096);
+        assert_eq!(aux(&p, AT_ENTRY), 0x40_1000);
+        assert_eq!(aux(&p, AT_HWCAP), 0x178b_fbff);
+        assert_eq!(aux(&p, AT_CLKTCK), 100);
+        assert_eq!(aux(&p, AT_SECURE), 0);
+        assert_eq!(aux(&p, AT_UID), 0);
+        assert_eq!(r.bytes(aux(&p, AT_RANDOM), 16), b"0123456789abcdef");
+        assert_eq!(r.string(aux(&p, AT_EXECFN)), "/bin/test");
+        assert_eq!(r.string(aux(&p, AT_PLATFORM)), "x86_64");
+        assert_eq!(p.auxv.last(), Some(&(AT_NULL, 0)));
+        // The strings sit at the top: the last byte is execfn's NUL.
+        assert_eq!(buf[4095], 0);
+        assert_eq!(buf[4095 - 9..4095], *b"/bin/test");
+    }
+
+    #[test]
+    fn alignment_holds_for_every_shape() {
+        for nargs in 0..4 {
+            for extra in 0..17 {
+                let arg = "x".repeat(extra);
+                let args: Vec<&str> = (0..nargs).map(|_| arg.as_str()).collect();
+                let mut buf = alloc::vec![0u8; 1024 + extra];
+                let va = 0x1000_0000 + extra as u64;
+                let rsp = build(&mut buf, va, &process(&args, &[])).unwrap();
+                assert_eq!(rsp % 16, 0);
+                let p = Reader { buf: &buf, va }.parse(rsp);
+                assert_eq!(p.args.len(), nargs);
+                assert!(p.env.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let mut small = [0u8; 64];
+        assert!(matches!(
+            build(&mut small, 0x1000, &process(&["a"], &[])),
+            Err(StackError::TooSmall { needed }) if needed > 64
+        ));
+        let mut buf = [0u8; 1024];
+        assert_eq!(
+            build(&mut buf, 0x1000, &process(&["a\0b"], &[])),
+            Err(StackError::NulInString)
+        );
+        assert_eq!(
+            build(&mut buf, u64::MAX - 100, &process(&["a"], &[])),
+            Err(StackError::BadAddress)
+        );
+        // The reported need is enough.
+        let Err(StackError::TooSmall { needed }) = build(&mut small, 0x1000, &process(&["a"], &[]))
+        else {
+            panic!("expected TooSmall");
+        };
+        let mut exact = alloc::vec![0u8; needed];
+        assert!(build(&mut exact, 0x1000, &process(&["a"], &[])).is_ok());
+    }
+}

@@ -1388,3 +1388,6 @@ impl Vfs {
         Ok((self.rams[ram].used, self.rams[ram].limit))
     }
 }
+
+#[cfg(test)]
+mod tests;
