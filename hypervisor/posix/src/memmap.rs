@@ -231,6 +231,26 @@ pub struct Brk {
     pub released: Vec<Released>,
 }
 
+/// Backing that `remap` moved: `pages` pages from `from` now belong at `to`.
+/// The caller maps the same physical memory at `to` and unmaps it at `from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    pub from: u64,
+    pub to: u64,
+    pub pages: u64,
+}
+
+/// The result of a successful `remap`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remapped {
+    /// Where the mapping is now.
+    pub addr: u64,
+    /// Backing moved along with a moved mapping.
+    pub moved: Vec<Moved>,
+    /// Backing of a shrunk tail, to release.
+    pub released: Vec<Released>,
+}
+
 /// The address space bookkeeping of one process.
 #[derive(Debug, Clone)]
 pub struct MemoryMap {
@@ -447,6 +467,91 @@ impl MemoryMap {
         } else {
             Ok(self.release(addr, end))
         }
+    }
+
+    /// `mremap(old, old_len, new_len, flags)` without `MREMAP_FIXED`:
+    /// shrinks in place (releasing the tail), grows in place when the pages
+    /// after the mapping are free, else moves it if `may_move` (keeping its
+    /// offset within 2 MiB, so that 2 MiB blocks stay aligned) and reports
+    /// the backing that moves.
+    ///
+    /// Errors as Linux: EINVAL for an unaligned `old`, `old_len == 0` or
+    /// `new_len == 0`; EFAULT if the old range is not inside one mapped
+    /// region (or is reserved); ENOMEM if it cannot grow in place and may
+    /// not move, or no gap fits.
+    pub fn remap(
+        &mut self,
+        old: u64,
+        old_len: u64,
+        new_len: u64,
+        may_move: bool,
+    ) -> Result<Remapped, Errno> {
+        if !old.is_multiple_of(PAGE_SIZE) || old_len == 0 || new_len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old_len = page_up(old_len).ok_or(Errno::EINVAL)?;
+        let new_len = page_up(new_len).ok_or(Errno::ENOMEM)?;
+        let old_end = old.checked_add(old_len).ok_or(Errno::EFAULT)?;
+        let region = *self.region_at(old).ok_or(Errno::EFAULT)?;
+        if region.end < old_end || region.kind == RegionKind::Reserved {
+            return Err(Errno::EFAULT);
+        }
+        let unchanged = |addr| Remapped {
+            addr,
+            moved: Vec::new(),
+            released: Vec::new(),
+        };
+        if new_len <= old_len {
+            let released = self.remove_range(old + new_len, old_end);
+            return Ok(Remapped {
+                released,
+                ..unchanged(old)
+            });
+        }
+        let grown_end = old.checked_add(new_len).filter(|&e| e <= USER_END);
+        if let Some(grown_end) = grown_end {
+            if !self.overlaps(old_end, grown_end) {
+                self.insert(Region {
+                    start: old_end,
+                    end: grown_end,
+                    ..region
+                });
+                return Ok(unchanged(old));
+            }
+        }
+        if !may_move {
+            return Err(Errno::ENOMEM);
+        }
+        let offset = old & (HUGE_SIZE - 1);
+        let to = new_len
+            .checked_add(offset)
+            .and_then(|padded| self.top_down(padded, HUGE_SIZE))
+            .map(|a| a + offset)
+            .or_else(|| self.top_down(new_len, PAGE_SIZE))
+            .ok_or(Errno::ENOMEM)?;
+        // Take the backing along, then drop the old regions.
+        let moved: Vec<Moved> = self
+            .release(old, old_end)
+            .into_iter()
+            .map(|r| Moved {
+                from: r.va,
+                to: r.va - old + to,
+                pages: r.pages,
+            })
+            .collect();
+        self.remove_range(old, old_end);
+        for m in &moved {
+            self.backed.insert(m.to, m.pages);
+        }
+        self.insert(Region {
+            start: to,
+            end: to + new_len,
+            ..region
+        });
+        Ok(Remapped {
+            moved,
+            ..unchanged(to)
+        })
     }
 
     /// `madvise(MADV_DONTNEED)`: forgets the backing of the range (the next
@@ -1379,5 +1484,92 @@ mod tests {
                 exec: true
             }
         );
+    }
+
+    #[test]
+    fn remap_shrinks_grows_and_moves() {
+        let mut m = map();
+        let a = m.map(0, 4 * PAGE_SIZE, rw(), false).unwrap().addr;
+        back(&mut m, a + 3 * PAGE_SIZE, Access::Write);
+        // Shrink in place: the tail's backing is released.
+        let r = m.remap(a, 4 * PAGE_SIZE, 2 * PAGE_SIZE, false).unwrap();
+        assert_eq!(r.addr, a);
+        assert_eq!(
+            r.released,
+            vec![Released {
+                va: a + 3 * PAGE_SIZE,
+                pages: 1
+            }]
+        );
+        // Grow in place into the freed pages.
+        let r = m.remap(a, 2 * PAGE_SIZE, 4 * PAGE_SIZE, false).unwrap();
+        assert_eq!((r.addr, r.moved.len()), (a, 0));
+        assert_eq!(m.region_at(a).map(|r| r.end), Some(a + 4 * PAGE_SIZE));
+        // Blocked above: ENOMEM unless it may move.
+        let below = m.map(0, PAGE_SIZE, rw(), false).unwrap().addr;
+        assert_eq!(below, a - PAGE_SIZE);
+        back(&mut m, below, Access::Write);
+        assert_eq!(
+            m.remap(below, PAGE_SIZE, 2 * PAGE_SIZE, false),
+            Err(Errno::ENOMEM)
+        );
+        let r = m.remap(below, PAGE_SIZE, 3 * PAGE_SIZE, true).unwrap();
+        assert_ne!(r.addr, below);
+        assert_eq!(r.addr % MB2, below % MB2, "the offset within 2 MiB is kept");
+        assert_eq!(
+            r.moved,
+            vec![Moved {
+                from: below,
+                to: r.addr,
+                pages: 1
+            }]
+        );
+        assert!(m.is_backed(r.addr));
+        assert!(!m.is_backed(below));
+        assert_eq!(
+            m.fault(below, Access::Read),
+            FaultAction::Violation(Violation::Unmapped)
+        );
+        assert_eq!(
+            m.region_at(r.addr + 2 * PAGE_SIZE).map(|x| x.prot),
+            Some(rw())
+        );
+        // Errors.
+        assert_eq!(
+            m.remap(a + 1, PAGE_SIZE, PAGE_SIZE, true),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(m.remap(a, 0, PAGE_SIZE, true), Err(Errno::EINVAL));
+        assert_eq!(m.remap(a, PAGE_SIZE, 0, true), Err(Errno::EINVAL));
+        assert_eq!(
+            m.remap(a, 5 * PAGE_SIZE, 6 * PAGE_SIZE, true),
+            Err(Errno::EFAULT)
+        );
+        assert_eq!(
+            m.remap(LO, PAGE_SIZE, 2 * PAGE_SIZE, true),
+            Err(Errno::EFAULT)
+        );
+    }
+
+    #[test]
+    fn remap_probe_of_the_main_stack_ends() {
+        // musl's pthread_getattr_np probes the main stack downwards with
+        // mremap(p, 4K, 8K, 0) while it fails with ENOMEM; it must end.
+        let mut m = map();
+        let top = 0x7000_0000;
+        m.map_region(top - 8 * PAGE_SIZE, 8 * PAGE_SIZE, rw(), RegionKind::Stack)
+            .unwrap();
+        m.map_region(
+            top - 9 * PAGE_SIZE,
+            PAGE_SIZE,
+            Prot::NONE,
+            RegionKind::Guard,
+        )
+        .unwrap();
+        let mut l = PAGE_SIZE;
+        while m.remap(top - l - PAGE_SIZE, PAGE_SIZE, 2 * PAGE_SIZE, false) == Err(Errno::ENOMEM) {
+            l += PAGE_SIZE;
+        }
+        assert_eq!(l, 9 * PAGE_SIZE);
     }
 }

@@ -65,6 +65,11 @@ pub trait Terminal {
     /// Copies pending input into `buf`; 0 if there is none now.
     fn read(&mut self, buf: &mut [u8]) -> usize;
     fn write(&mut self, data: &[u8]);
+    /// Whether input is pending (for `poll`). The default says no, so a
+    /// terminal that does not override it is never reported readable.
+    fn has_input(&self) -> bool {
+        false
+    }
 }
 
 /// The outside world of one file system.
@@ -750,6 +755,33 @@ impl Vfs {
             self.node(node).content,
             Content::Device(Device::Terminal)
         ))
+    }
+
+    /// The `revents` of one `pollfd` (`poll`/`ppoll`): `POLLNVAL` for a
+    /// descriptor that is not open, 0 for a negative one (poll ignores it),
+    /// else the requested `POLLIN`/`POLLRDNORM`/`POLLOUT`/`POLLWRNORM` that
+    /// are ready. Everything is always ready except a terminal without
+    /// input; nothing here blocks.
+    pub fn poll(&self, fd: i32, events: u16) -> u16 {
+        if fd < 0 {
+            return 0;
+        }
+        let Ok(node) = self.fd_node(fd) else {
+            return POLLNVAL;
+        };
+        let readable = match self.node(node).content {
+            Content::Device(Device::Terminal) => self
+                .backends
+                .terminal
+                .as_ref()
+                .is_some_and(|t| t.has_input()),
+            _ => true,
+        };
+        let mut ready = POLLOUT | POLLWRNORM;
+        if readable {
+            ready |= POLLIN | POLLRDNORM;
+        }
+        events & ready
     }
 
     /// The descriptor table (for inspection).

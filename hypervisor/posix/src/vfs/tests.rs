@@ -58,6 +58,9 @@ impl Terminal for Console {
     fn write(&mut self, data: &[u8]) {
         self.output.borrow_mut().extend_from_slice(data);
     }
+    fn has_input(&self) -> bool {
+        !self.input.borrow().is_empty()
+    }
 }
 
 fn backends(log: &Log, console: Option<&Console>) -> Backends {
@@ -183,7 +186,10 @@ fn stdio_settings_and_terminal() {
     let mut buf = [0u8; 16];
     assert_eq!(v.read(0, &mut buf), Err(Errno::EAGAIN));
     assert_eq!(v.nonblocking(0), Ok(false));
+    assert_eq!(v.poll(0, POLLIN | POLLOUT), POLLOUT);
     console.input.borrow_mut().extend_from_slice(b"ls\n");
+    assert_eq!(v.poll(0, POLLIN | POLLOUT), POLLIN | POLLOUT);
+    assert_eq!(v.poll(0, POLLIN), POLLIN);
     assert_eq!(v.read(0, &mut buf), Ok(3));
     assert_eq!(&buf[..3], b"ls\n");
     assert_eq!(v.is_terminal(0), Ok(true));
@@ -702,6 +708,19 @@ fn removed_directory_and_cwd() {
     assert_eq!(v.getdents64(fd, &mut buf), Ok(48));
     v.close(fd).unwrap();
     assert_eq!(v.ram_usage("/tmp"), Ok((0, 8192)));
+}
+
+#[test]
+fn poll_reports_closed_descriptors() {
+    // Rust's std polls fds 0..3 at start and aborts on unexpected errors.
+    let (mut v, _) = vfs();
+    for fd in 0..3 {
+        assert_eq!(v.poll(fd, POLLIN), POLLIN);
+    }
+    v.close(1).unwrap();
+    assert_eq!(v.poll(1, POLLIN), POLLNVAL);
+    assert_eq!(v.poll(-1, POLLIN), 0);
+    assert_eq!(v.poll(2, 0), 0);
 }
 
 #[test]
