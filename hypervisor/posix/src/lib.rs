@@ -7,8 +7,9 @@
 //!
 //! * [`errno`] — Linux error numbers;
 //! * [`nr`] — system call numbers and their names;
-//! * [`memmap`] — the process's virtual memory bookkeeping (mmap, brk,
-//!   lazy backing with 4 KiB / 2 MiB blocks, fault classification);
+//! * [`memmap`] — the process's virtual memory bookkeeping (mmap, munmap,
+//!   mprotect, mremap, brk, lazy backing with 4 KiB / 2 MiB blocks, fault
+//!   classification);
 //! * [`vfs`] — the per-process virtual file system and file descriptors;
 //! * [`futex`] — futex wait queues;
 //! * [`stack`] — the initial process stack (argv, envp, auxv).

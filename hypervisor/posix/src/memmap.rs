@@ -16,9 +16,10 @@
 //! is backed yet. The caller attaches the block and reports it with
 //! [`MemoryMap::mark_backed`]. Every operation that takes access away
 //! (`unmap`, `protect` to `PROT_NONE`, `map` with `fixed` over old mappings,
-//! `discard`, shrinking `brk`) forgets the backing of that range and returns
-//! it as [`Released`] ranges, which the caller must release (a 2 MiB block
-//! may be released in parts).
+//! `discard`, shrinking `brk` or `remap`) forgets the backing of that range
+//! and returns it as [`Released`] ranges, which the caller must release (a
+//! 2 MiB block may be released in parts). A `remap` that moves a mapping
+//! returns the backing that moves with it ([`Moved`]).
 //!
 //! # Protection is partly bookkeeping
 //!
@@ -36,6 +37,11 @@
 //! aligned when such a gap exists, so that they can be backed by 2 MiB
 //! blocks. Fixed mappings may lie anywhere in `[MIN_ADDR, USER_END)` except
 //! in ranges the caller reserved for itself ([`MemoryMap::reserve`]).
+//!
+//! The main stack is a fixed-size [`RegionKind::Stack`] region set up by the
+//! loader ([`MemoryMap::map_region`]); it does not grow on demand. A
+//! [`RegionKind::Guard`] region below it makes an overflow a
+//! [`Violation::GuardPage`].
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
