@@ -69,6 +69,31 @@ pub struct PageFault {
     pub present: bool,
 }
 
+/// Where a [`CompletedWrite`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteTarget {
+    /// Guest-physical memory that is not RAM (MMIO or unmapped).
+    Memory {
+        gpa: u64,
+    },
+    Port {
+        port: u16,
+    },
+}
+
+/// A guest store or OUT the host already executed on the guest's behalf:
+/// KVM emulates MMIO stores and OUTS itself and only reports the data.
+/// The instruction is complete and `ip` is past it; the VMM delivers the
+/// low `size` bytes of `data` to its device and resumes without skipping
+/// anything. Hardware backends never report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompletedWrite {
+    pub target: WriteTarget,
+    /// 1, 2, 4 or 8 bytes.
+    pub size: u8,
+    pub data: u64,
+}
+
 /// A guest RDMSR/WRMSR. The index is `rcx`; a WRMSR's value is
 /// `edx:eax`, an RDMSR's answer goes there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +146,8 @@ pub enum ExitReason {
     Recall,
     Io(IoAccess),
     NestedPageFault(PageFault),
+    /// A write the host already performed (KVM only), see [`CompletedWrite`].
+    Completed(CompletedWrite),
     Msr(MsrAccess),
     Cpuid,
     Hlt,

@@ -38,8 +38,8 @@ mod tests;
 
 pub use charged::Charged;
 pub use exit::{
-    Access, CrAccess, CrOp, Direction, ExceptionExit, Exit, ExitReason, IoAccess, MsrAccess,
-    PageFault, RawExit,
+    Access, CompletedWrite, CrAccess, CrOp, Direction, ExceptionExit, Exit, ExitReason, IoAccess,
+    MsrAccess, PageFault, RawExit, WriteTarget,
 };
 pub use state::{
     activity, interruptibility, Controls, EventInfo, EventKind, Field, FieldSet, Segment,

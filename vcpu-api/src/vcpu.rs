@@ -63,6 +63,9 @@ impl fmt::Display for VcpuError {
     }
 }
 
+impl core::error::Error for BackendError {}
+impl core::error::Error for VcpuError {}
+
 impl From<BackendError> for VcpuError {
     fn from(e: BackendError) -> Self {
         VcpuError::Backend(e)

@@ -246,3 +246,5 @@ pub fn load(image: &[u8], memory: &dyn GuestMemory) -> Result<BootImage, LoadErr
     }
     Ok(BootImage { entry, start, end })
 }
+
+impl core::error::Error for LoadError {}

@@ -56,3 +56,5 @@ pub fn check_range(size: u64, gpa: u64, len: usize) -> Result<(), OutOfRange> {
         _ => Err(OutOfRange { gpa, len }),
     }
 }
+
+impl core::error::Error for OutOfRange {}

@@ -125,6 +125,7 @@ pub fn exit_name(reason: &ExitReason) -> &'static str {
         ExitReason::Io(io) if io.string => "io-string",
         ExitReason::Io(_) => "io",
         ExitReason::NestedPageFault(_) => "nested-page-fault",
+        ExitReason::Completed(_) => "completed-write",
         ExitReason::Msr(m) if m.write => "wrmsr",
         ExitReason::Msr(_) => "rdmsr",
         ExitReason::Cpuid => "cpuid",

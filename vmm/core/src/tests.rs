@@ -12,8 +12,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use vcpu_api::{
-    Access, Backend, BackendError, Controls, Direction, EventInfo, Exit, ExitReason, IoAccess,
-    MsrAccess, PageFault, RawExit, Recall, Vcpu, VcpuError, VcpuState,
+    Access, Backend, BackendError, CompletedWrite, Controls, Direction, EventInfo, Exit,
+    ExitReason, IoAccess, MsrAccess, PageFault, RawExit, Recall, Vcpu, VcpuError, VcpuState,
+    WriteTarget,
 };
 
 use crate::*;
@@ -894,6 +895,77 @@ fn an_instruction_the_emulator_lacks_stops_the_vm_with_a_report() {
         matches!(o, Outcome::EmulationFailed { rip: 0x2000, .. }),
         "{o}"
     );
+}
+
+fn completed(target: WriteTarget, size: u8, data: u64) -> Step {
+    step(move |s| {
+        s.ip_len.load(0);
+        set_exit(
+            s,
+            ExitReason::Completed(CompletedWrite { target, size, data }),
+        );
+    })
+}
+
+#[test]
+fn completed_writes_reach_the_devices_without_skipping() {
+    let r = run(vec![
+        completed(WriteTarget::Port { port: 0x3f8 }, 1, b'k' as u64),
+        completed(WriteTarget::Port { port: 0x3f8 }, 1, b'\n' as u64),
+        completed(
+            WriteTarget::Memory { gpa: 0xd000_0008 },
+            8,
+            0x1122_3344_5566_7788,
+        ),
+        completed(WriteTarget::Port { port: 0xf4 }, 1, 0x10),
+    ]);
+    assert_eq!(r.lines, ["k"]);
+    assert!(
+        r.resumed[1..4].iter().all(|s| !s.ip.charged()),
+        "nothing skipped"
+    );
+    assert!(r.outcome.unwrap().passed());
+    assert_eq!(r.counters.get("completed-write"), 4);
+    assert_eq!(r.resumed.len(), 4, "the exit-port write ended the VM");
+}
+
+#[test]
+fn completed_mmio_scratch_store_is_seen_by_an_emulated_load() {
+    let ram = Ram::new(0x40_0000);
+    let script = vec![
+        completed(WriteTarget::Memory { gpa: 0xd000_0008 }, 4, 0x0f0f_0f0f),
+        // mov edx, [0xd0000010] (MM_INVERT)
+        emulated(&ram, 0x2020, &[0x8b, 0x15, 0x10, 0x00, 0x00, 0xd0], |s| {
+            set_exit(
+                s,
+                ExitReason::NestedPageFault(PageFault {
+                    gpa: 0xd000_0010,
+                    access: Access::Read,
+                    present: false,
+                }),
+            )
+        }),
+        pass(),
+    ];
+    let r = run_with(VmConfig::default(), &ram, script);
+    assert_eq!(r.resumed[2].rdx.value(), 0xf0f0_f0f0);
+}
+
+#[test]
+fn completed_write_to_unmapped_memory_is_reported() {
+    let r = run(vec![completed(
+        WriteTarget::Memory { gpa: 0xe000_0000 },
+        4,
+        1,
+    )]);
+    assert!(matches!(
+        r.outcome,
+        Some(Outcome::UnmappedAccess {
+            gpa: 0xe000_0000,
+            access: Access::Write,
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -18,8 +18,8 @@ use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering
 use halifax_emu::{EmuError, Emulator};
 use spin::Mutex;
 use vcpu_api::{
-    interruptibility, Backend, Controls, Direction, EventInfo, ExitReason, IoAccess, Segment,
-    TableRegister, Vcpu, VcpuState,
+    interruptibility, Backend, CompletedWrite, Controls, Direction, EventInfo, ExitReason,
+    IoAccess, Segment, TableRegister, Vcpu, VcpuState, WriteTarget,
 };
 
 use crate::cpuid::{self, CpuidResult};
@@ -305,6 +305,7 @@ impl<'a> Vm<'a> {
                     Next::Stop
                 }
             }
+            ExitReason::Completed(write) => self.completed_write(ctx, s, write),
             ExitReason::Msr(m) => {
                 if m.write {
                     let value = s.rdx.value() << 32 | (s.rax.value() & 0xffff_ffff);
@@ -426,6 +427,35 @@ impl<'a> Vm<'a> {
                     .port_write(io.port, io.size, s.rax.value() as u32);
                 s.skip_instruction();
                 self.apply(ctx, s, effect)
+            }
+        }
+    }
+
+    /// A write the host already executed: deliver it, skip nothing.
+    fn completed_write(&self, ctx: &mut Ctx, s: &mut VcpuState, write: CompletedWrite) -> Next {
+        let size = write.size.min(8) as usize;
+        match write.target {
+            WriteTarget::Port { port } => {
+                let effect = self
+                    .devices
+                    .lock()
+                    .port_write(port, size as u8, write.data as u32);
+                self.apply(ctx, s, effect)
+            }
+            WriteTarget::Memory { gpa } if (MMIO_BASE..MMIO_BASE + MMIO_SIZE).contains(&gpa) => {
+                self.devices
+                    .lock()
+                    .mmio_write(gpa - MMIO_BASE, &write.data.to_le_bytes()[..size]);
+                Next::Resume
+            }
+            WriteTarget::Memory { gpa } => {
+                self.stop(Outcome::UnmappedAccess {
+                    vcpu: ctx.index,
+                    gpa,
+                    access: vcpu_api::Access::Write,
+                    rip: s.ip.value(),
+                });
+                Next::Stop
             }
         }
     }
