@@ -1578,4 +1578,165 @@ mod tests {
         }
         assert_eq!(l, 9 * PAGE_SIZE);
     }
+
+    /// Random operations against a page-by-page model of the same address
+    /// space: regions, protections and backing must always agree.
+    #[test]
+    fn random_operations_match_a_page_model() {
+        const PAGES: usize = 4 * 512;
+        let base = 0x4000_0000u64;
+        let page_va = |i: usize| base + i as u64 * PAGE_SIZE;
+        let mut m = MemoryMap::new(base, base + PAGES as u64 * PAGE_SIZE).unwrap();
+        // Per page: protection if mapped, and whether it is backed.
+        let mut prot: Vec<Option<Prot>> = vec![None; PAGES];
+        let mut backed = vec![false; PAGES];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let prots = [Prot::NONE, Prot::READ, rw(), Prot::READ | Prot::EXEC];
+        let released_pages = |rel: &[Released]| -> Vec<usize> {
+            let mut pages = Vec::new();
+            for r in rel {
+                for k in 0..r.pages {
+                    pages.push(((r.va - base) / PAGE_SIZE + k) as usize);
+                }
+            }
+            pages.sort();
+            pages
+        };
+        for step in 0..3000 {
+            let first = rand(PAGES);
+            let max_len = if rand(4) == 0 { 700 } else { 40 };
+            let len = 1 + rand(max_len);
+            let end = (first + len).min(PAGES);
+            let p = prots[rand(prots.len())];
+            let expect_released =
+                |backed: &[bool]| (first..end).filter(|&i| backed[i]).collect::<Vec<_>>();
+            match rand(6) {
+                0 => {
+                    let got = m
+                        .map(page_va(first), (end - first) as u64 * PAGE_SIZE, p, true)
+                        .unwrap();
+                    assert_eq!(
+                        released_pages(&got.released),
+                        expect_released(&backed),
+                        "step {step}"
+                    );
+                    for i in first..end {
+                        prot[i] = Some(p);
+                        backed[i] = false;
+                    }
+                }
+                1 => {
+                    if let Ok(got) = m.map(0, len as u64 * PAGE_SIZE, p, false) {
+                        let at = ((got.addr - base) / PAGE_SIZE) as usize;
+                        assert!(at + len <= PAGES);
+                        assert!(
+                            prot[at..at + len].iter().all(Option::is_none),
+                            "step {step}: placed on a mapping"
+                        );
+                        prot[at..at + len].fill(Some(p));
+                    } else {
+                        // ENOMEM only if no gap of that size exists.
+                        let fits = prot.windows(len).any(|w| w.iter().all(Option::is_none));
+                        assert!(!fits, "step {step}: a gap of {len} pages was free");
+                    }
+                }
+                2 => {
+                    let got = m
+                        .unmap(page_va(first), (end - first) as u64 * PAGE_SIZE)
+                        .unwrap();
+                    assert_eq!(
+                        released_pages(&got),
+                        expect_released(&backed),
+                        "step {step}"
+                    );
+                    for i in first..end {
+                        prot[i] = None;
+                        backed[i] = false;
+                    }
+                }
+                3 => {
+                    let got = m.protect(page_va(first), (end - first) as u64 * PAGE_SIZE, p);
+                    if prot[first..end].iter().any(Option::is_none) {
+                        assert_eq!(got, Err(Errno::ENOMEM), "step {step}");
+                    } else {
+                        let want = if p.accessible() {
+                            vec![]
+                        } else {
+                            expect_released(&backed)
+                        };
+                        assert_eq!(released_pages(&got.unwrap()), want, "step {step}");
+                        for i in first..end {
+                            prot[i] = Some(p);
+                            if !p.accessible() {
+                                backed[i] = false;
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    let write = rand(2) == 0;
+                    let access = if write { Access::Write } else { Access::Read };
+                    match (m.fault(page_va(first), access), prot[first]) {
+                        (FaultAction::Resume, _) => assert!(backed[first], "step {step}"),
+                        (FaultAction::Violation(Violation::Unmapped), None) => {}
+                        (
+                            FaultAction::Violation(Violation::GuardPage | Violation::NoAccess),
+                            Some(Prot::NONE),
+                        ) => {}
+                        (FaultAction::Violation(Violation::WriteToReadOnly), Some(q)) => {
+                            assert!(
+                                write && !q.contains(Prot::WRITE) && q.accessible(),
+                                "step {step}"
+                            )
+                        }
+                        (FaultAction::Back(b), Some(q)) => {
+                            assert!(!backed[first] && q.accessible(), "step {step}");
+                            assert!(!write || q.contains(Prot::WRITE), "step {step}");
+                            let start = ((b.va - base) / PAGE_SIZE) as usize;
+                            let huge = first / 512 * 512;
+                            let huge_ok = (huge..huge + 512)
+                                .all(|i| prot[i].is_some_and(Prot::accessible) && !backed[i]);
+                            if b.order == HUGE_ORDER {
+                                assert!(huge_ok && start == huge, "step {step}");
+                            } else {
+                                assert!(!huge_ok && start == first, "step {step}");
+                            }
+                            m.mark_backed(b.va, b.order).unwrap();
+                            let n = 1usize << b.order;
+                            backed[start..start + n].fill(true);
+                        }
+                        (action, model) => {
+                            panic!("step {step}: {action:?} for page in state {model:?}")
+                        }
+                    }
+                }
+            }
+            if step % 50 == 0 || step == 2999 {
+                for i in 0..PAGES {
+                    let r = m.region_at(page_va(i)).map(|r| r.prot);
+                    assert_eq!(r, prot[i], "step {step}, page {i}");
+                    assert_eq!(m.is_backed(page_va(i)), backed[i], "step {step}, page {i}");
+                }
+                let regions: Vec<Region> = m.regions().copied().collect();
+                for pair in regions.windows(2) {
+                    assert!(pair[0].end <= pair[1].start, "overlap at step {step}");
+                    let equal = pair[0].prot == pair[1].prot && pair[0].kind == pair[1].kind;
+                    assert!(
+                        !(pair[0].end == pair[1].start && equal),
+                        "not merged at step {step}"
+                    );
+                }
+                assert_eq!(
+                    m.backed_pages(),
+                    backed.iter().filter(|&&b| b).count() as u64
+                );
+            }
+        }
+    }
 }
