@@ -1070,3 +1070,76 @@ impl Backend for KvmVcpu {
         thread::current().id() == self.handler
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_survive_the_round_trip_through_kvm_segment() {
+        let code64 = Segment {
+            selector: 0x08,
+            attributes: Segment::attributes(0xb, true, 0, true, true, false, true),
+            limit: 0xffff_ffff,
+            base: 0,
+        };
+        let k = to_kvm_segment(code64);
+        assert_eq!(
+            (k.type_, k.s, k.present, k.l, k.db, k.g, k.unusable),
+            (0xb, 1, 1, 1, 0, 1, 0)
+        );
+        assert_eq!(from_kvm_segment(&k), code64);
+
+        let user_data = Segment {
+            selector: 0x23,
+            attributes: Segment::attributes(0x3, true, 3, true, false, true, true) | 1 << 8,
+            limit: 0xfffff,
+            base: 0x1000,
+        };
+        let k = to_kvm_segment(user_data);
+        assert_eq!((k.dpl, k.avl), (3, 1));
+        assert_eq!(from_kvm_segment(&k), user_data);
+    }
+
+    #[test]
+    fn absent_segments_are_unusable_for_kvm_and_unusable_ones_absent_for_us() {
+        let ldt = Segment {
+            selector: 0,
+            attributes: Segment::attributes(0x2, false, 0, false, false, false, false),
+            limit: 0,
+            base: 0,
+        };
+        assert_eq!(to_kvm_segment(ldt).unusable, 1);
+        let mut k = to_kvm_segment(Segment {
+            attributes: Segment::attributes(0x3, true, 0, true, false, true, true),
+            ..ldt
+        });
+        k.unusable = 1;
+        assert_eq!(from_kvm_segment(&k).attributes & Segment::PRESENT, 0);
+    }
+
+    #[test]
+    fn every_state_msr_maps_to_its_own_field() {
+        let mut s = VcpuState::default();
+        for (i, &(_, field)) in STATE_MSRS.iter().enumerate() {
+            msr_field(&mut s, field).charge(i as u64 + 1);
+        }
+        let charged: Vec<Field> = s.charged().iter().collect();
+        assert_eq!(charged.len(), STATE_MSRS.len());
+        assert_eq!(s.kernel_gs_base.value(), 8);
+        assert_eq!(s.xss.value(), 11);
+    }
+
+    #[test]
+    fn first_bytes_pads_and_truncates() {
+        assert_eq!(first_bytes(&[1, 2]), [1, 2, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(first_bytes(&[9; 12]), [9; 8]);
+    }
+
+    #[test]
+    fn setup_errors_say_what_to_check() {
+        let e = KvmError::Open(errno::Error::new(libc::ENOENT)).to_string();
+        assert!(e.contains("/dev/kvm") && e.contains("nested"), "{e}");
+        assert!(KvmError::ApiVersion(11).to_string().contains("12"));
+    }
+}
