@@ -1,5 +1,6 @@
 //! Tests of the file system through its system-call-shaped interface.
 
+use alloc::collections::BTreeMap;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec;
@@ -734,4 +735,124 @@ fn log_lines_are_split_when_too_long() {
     assert_eq!(log.lines()[1].len(), 10);
     assert_eq!(v.pwrite(fd, b"x", 0), Err(Errno::ESPIPE));
     assert_eq!(v.lseek(fd, 0, SEEK_SET), Err(Errno::ESPIPE));
+}
+
+/// Random file operations in a ram directory against a model of names and
+/// contents: data, listings and the limit's accounting must agree.
+#[test]
+fn random_ram_operations_match_a_model() {
+    const LIMIT: u64 = 8192;
+    let (mut v, _) = vfs();
+    let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let names_pool = ["a", "b", "c", "d", "e"];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let used = |model: &BTreeMap<String, Vec<u8>>| {
+        model
+            .values()
+            .map(|d| d.len() as u64 + RAM_ENTRY_COST)
+            .sum::<u64>()
+    };
+    for step in 0..2000 {
+        let name = names_pool[rand(names_pool.len())];
+        let path = alloc::format!("/tmp/{name}");
+        match rand(5) {
+            0 => {
+                // Write at a random offset, creating the file if needed.
+                let offset = rand(3000);
+                let data: Vec<u8> = (0..rand(2000)).map(|i| (i + step) as u8).collect();
+                let existed = model.contains_key(name);
+                let fd = v.open(AT_FDCWD, &path, O_WRONLY | O_CREAT, 0);
+                if !existed && LIMIT - used(&model) < RAM_ENTRY_COST {
+                    assert_eq!(fd, Err(Errno::ENOSPC), "step {step}");
+                    continue;
+                }
+                let fd = fd.unwrap();
+                model.entry(name.into()).or_default();
+                // The file may grow by what the limit leaves.
+                let max_len = model[name].len() + (LIMIT - used(&model)) as usize;
+                v.lseek(fd, offset as i64, SEEK_SET).unwrap();
+                let got = v.write(fd, &data);
+                v.close(fd).unwrap();
+                let expected = if data.is_empty() {
+                    Ok(0)
+                } else if offset >= max_len {
+                    Err(Errno::ENOSPC)
+                } else {
+                    Ok(data.len().min(max_len - offset))
+                };
+                assert_eq!(got, expected, "step {step}");
+                if let Ok(n @ 1..) = got {
+                    let file = model.get_mut(name).unwrap();
+                    if offset + n > file.len() {
+                        file.resize(offset + n, 0);
+                    }
+                    file[offset..offset + n].copy_from_slice(&data[..n]);
+                }
+            }
+            1 => {
+                let got = v.unlink(&path);
+                match model.remove(name) {
+                    Some(_) => assert_eq!(got, Ok(()), "step {step}"),
+                    None => assert_eq!(got, Err(Errno::ENOENT), "step {step}"),
+                }
+            }
+            2 => {
+                let to = names_pool[rand(names_pool.len())];
+                let got = v.rename(AT_FDCWD, &path, AT_FDCWD, &alloc::format!("/tmp/{to}"), 0);
+                match model.remove(name) {
+                    Some(data) => {
+                        assert_eq!(got, Ok(()), "step {step}");
+                        model.insert(to.into(), data);
+                    }
+                    None => assert_eq!(got, Err(Errno::ENOENT), "step {step}"),
+                }
+            }
+            3 => {
+                let len = rand(4000);
+                let got = v.truncate(&path, len as i64);
+                match model.get_mut(name) {
+                    None => assert_eq!(got, Err(Errno::ENOENT), "step {step}"),
+                    Some(data) => {
+                        let grow = (len as u64).saturating_sub(data.len() as u64);
+                        let free = LIMIT - used(&model);
+                        if grow > free {
+                            assert_eq!(got, Err(Errno::ENOSPC), "step {step}");
+                        } else {
+                            assert_eq!(got, Ok(()), "step {step}");
+                            model.get_mut(name).unwrap().resize(len, 0);
+                        }
+                    }
+                }
+            }
+            _ => {
+                let got = v.open(AT_FDCWD, &path, O_RDONLY, 0);
+                match model.get(name) {
+                    None => assert_eq!(got, Err(Errno::ENOENT), "step {step}"),
+                    Some(data) => {
+                        let fd = got.unwrap();
+                        assert_eq!(&read_all(&mut v, fd), data, "step {step}");
+                        v.close(fd).unwrap();
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            v.ram_usage("/tmp"),
+            Ok((used(&model), LIMIT)),
+            "step {step}"
+        );
+        let mut listed = names(&mut v, "/tmp");
+        listed.drain(..2);
+        assert_eq!(
+            listed,
+            model.keys().cloned().collect::<Vec<_>>(),
+            "step {step}"
+        );
+    }
 }
