@@ -61,7 +61,7 @@ impl fmt::Display for Accel {
 pub enum BootKind {
     /// A Multiboot kernel (Tern) with `[[module]]`s.
     Multiboot,
-    /// A Linux bzImage with the scenario's `[initramfs]` as its initrd (QEMU only).
+    /// A Linux bzImage with the scenario's `[initramfs]` as its initrd.
     Linux,
 }
 
@@ -687,11 +687,6 @@ fn check_boot_kind(file: &File, modules: &[Module]) -> Result<(), String> {
             if file.initramfs.is_none() {
                 return Err("`boot = \"linux\"` needs an [initramfs] table (its initrd)".into());
             }
-            if file.emulators != [Emulator::Qemu] {
-                return Err(
-                    "`boot = \"linux\"` runs under QEMU only: set `emulators = [\"qemu\"]`".into(),
-                );
-            }
         }
         BootKind::Multiboot => {
             if file.initramfs.is_some() && !uses_initramfs {
@@ -1044,11 +1039,6 @@ to = "/etc/data"
         assert!(e.contains("takes no [[module]]"), "{e}");
         let no_initramfs = &LINUX[..LINUX.find("[initramfs]").unwrap()];
         assert!(problem(no_initramfs).contains("needs an [initramfs] table"));
-        let e = problem(&LINUX.replace(
-            "boot = \"linux\"",
-            "boot = \"linux\"\nemulators = [\"qemu\", \"bochs\"]",
-        ));
-        assert!(e.contains("runs under QEMU only"), "{e}");
         let e = problem(&LINUX.replace("boot = \"linux\"", "boot = \"efi\""));
         assert!(e.contains("unknown variant `efi`"), "{e}");
     }
