@@ -968,6 +968,74 @@ fn completed_write_to_unmapped_memory_is_reported() {
     ));
 }
 
+fn scripted_vcpu(script: Vec<Step>) -> Vcpu<Scripted> {
+    Vcpu::new(Scripted {
+        script: script.into(),
+        resumed: Arc::new(Mutex::new(Vec::new())),
+        recalls: Arc::new(AtomicUsize::new(0)),
+    })
+}
+
+#[test]
+fn a_parked_vcpu_ends_with_the_vm_another_vcpu_ends() {
+    let ram = Ram::new(0x40_0000);
+    let platform = TestPlatform::default();
+    let vm = Vm::new(
+        &ram,
+        &platform,
+        VmConfig {
+            vcpus: 2,
+            max_exits: 1000,
+        },
+    );
+    let boot = BootImage {
+        entry: 0x10_0000,
+        start: 0x10_0000,
+        end: 0x10_1000,
+    };
+    std::thread::scope(|scope| {
+        let parked = scope.spawn(|| {
+            // cli; hlt forever: waits until the VM ends
+            vm.run_vcpu(1, &mut scripted_vcpu(vec![exit(ExitReason::Hlt)]), boot)
+        });
+        let boot_cpu = scope.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            vm.run_vcpu(0, &mut scripted_vcpu(vec![pass()]), boot)
+        });
+        assert_eq!(parked.join().unwrap().get("hlt"), 1);
+        assert_eq!(boot_cpu.join().unwrap().get("io"), 1);
+    });
+    assert!(vm.outcome().unwrap().passed());
+}
+
+#[test]
+fn all_vcpus_halted_with_interrupts_off_end_the_vm() {
+    let ram = Ram::new(0x40_0000);
+    let platform = TestPlatform::default();
+    let vm = Vm::new(
+        &ram,
+        &platform,
+        VmConfig {
+            vcpus: 2,
+            max_exits: 1000,
+        },
+    );
+    let boot = BootImage {
+        entry: 0x10_0000,
+        start: 0x10_0000,
+        end: 0x10_1000,
+    };
+    std::thread::scope(|scope| {
+        for id in 0..2 {
+            let vm = &vm;
+            scope.spawn(move || {
+                vm.run_vcpu(id, &mut scripted_vcpu(vec![exit(ExitReason::Hlt)]), boot)
+            });
+        }
+    });
+    assert_eq!(vm.outcome(), Some(Outcome::AllHalted));
+}
+
 #[test]
 fn exit_counters_merge_and_print() {
     let mut a = ExitCounters::default();
