@@ -18,7 +18,8 @@
 //! becomes [`ExitReason::NestedPageFault`] (the VMM emulates it, as on the
 //! hardware backends); string I/O is recognised by RSI/RDI moving.
 //! Cost: one extra `KVM_RUN` that does not enter the guest per I/O or MMIO
-//! exit.
+//! exit. The GPRs travel through the kvm_run page (`KVM_CAP_SYNC_REGS`)
+//! where KVM offers it, so a port I/O round trip needs no other ioctl.
 //!
 //! # What each exit transfers
 //!
@@ -60,7 +61,7 @@ use kvm_bindings::{
     KVM_MAX_CPUID_ENTRIES, KVM_VCPUEVENT_VALID_SHADOW, KVM_X86_SHADOW_INT_MOV_SS,
     KVM_X86_SHADOW_INT_STI,
 };
-use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuExit, VcpuFd, VmFd};
 use vmm_sys_util::errno;
 
 use crate::exit::{
@@ -247,6 +248,10 @@ impl KvmVm {
         let table = CpuId::from_entries(&entries)
             .map_err(|_| KvmError::MissingCapability("room for this many CPUID entries"))?;
         fd.set_cpuid2(&table).map_err(ioctl("KVM_SET_CPUID2"))?;
+        let sync_regs = self.kvm.check_extension(Cap::SyncRegs);
+        if sync_regs {
+            fd.set_sync_valid_reg(SyncReg::Register);
+        }
         let immediate_exit = ptr::addr_of_mut!(fd.get_kvm_run().immediate_exit);
         IMMEDIATE_EXIT.with(|p| p.set(immediate_exit));
         // SAFETY: pthread_self has no preconditions.
@@ -260,6 +265,7 @@ impl KvmVm {
                 thread: Mutex::new(Some(ThreadHandle(thread))),
             }),
             rewound: false,
+            sync_regs,
             tsc_offset: 0,
             completed: VecDeque::new(),
             io_size: 0,
@@ -311,6 +317,9 @@ pub struct KvmVcpu {
     /// KVM's registers are past an instruction the VMM sees as not yet
     /// executed: write the registers back on the next run.
     rewound: bool,
+    /// KVM copies the GPRs to and from the kvm_run page
+    /// (`KVM_CAP_SYNC_REGS`), saving the GET/SET_REGS ioctls.
+    sync_regs: bool,
     /// The `tsc_offset` the VMM last saw; a charge moves the TSC by the
     /// difference.
     tsc_offset: u64,
@@ -499,7 +508,7 @@ impl KvmVcpu {
                 rip: s.ip.value(),
                 rflags: s.flags.value(),
             };
-            self.fd.set_regs(&regs).map_err(host("KVM_SET_REGS"))?;
+            self.put_regs(&regs)?;
             self.rewound = false;
         }
 
@@ -694,8 +703,29 @@ impl KvmVcpu {
         }
     }
 
+    /// KVM's GPRs: from the kvm_run page when KVM syncs them there.
+    fn current_regs(&self) -> Result<kvm_bindings::kvm_regs, BackendError> {
+        if self.sync_regs {
+            Ok(self.fd.sync_regs().regs)
+        } else {
+            self.fd.get_regs().map_err(host("KVM_GET_REGS"))
+        }
+    }
+
+    /// Sets KVM's GPRs: through the kvm_run page (taken at the next
+    /// `KVM_RUN`) when KVM syncs them there.
+    fn put_regs(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), BackendError> {
+        if self.sync_regs {
+            self.fd.sync_regs_mut().regs = *regs;
+            self.fd.set_sync_dirty_reg(SyncReg::Register);
+            Ok(())
+        } else {
+            self.fd.set_regs(regs).map_err(host("KVM_SET_REGS"))
+        }
+    }
+
     fn load_regs(&self, s: &mut VcpuState) -> Result<kvm_bindings::kvm_regs, BackendError> {
-        let r = self.fd.get_regs().map_err(host("KVM_GET_REGS"))?;
+        let r = self.current_regs()?;
         for (field, value) in [
             (&mut s.rax, r.rax),
             (&mut s.rbx, r.rbx),
@@ -976,7 +1006,7 @@ impl Backend for KvmVcpu {
                     area[..n].copy_from_slice(&bytes[..n]);
                 }
                 self.complete_pending(false)?;
-                let after = self.fd.get_regs().map_err(host("KVM_GET_REGS"))?;
+                let after = self.current_regs()?;
                 let moved =
                     after.rip != before.rip || after.rsi != before.rsi || after.rdi != before.rdi;
                 if access.direction == Direction::Out && !moved {

@@ -12,8 +12,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use vcpu_api::{
-    Access, Backend, BackendError, CompletedWrite, Controls, Direction, EventInfo, Exit,
-    ExitReason, IoAccess, MsrAccess, PageFault, RawExit, Recall, Vcpu, VcpuError, VcpuState,
+    Access, Backend, BackendError, CompletedWrite, Controls, CrAccess, CrOp, Direction, EventInfo,
+    Exit, ExitReason, IoAccess, MsrAccess, PageFault, RawExit, Recall, Vcpu, VcpuError, VcpuState,
     WriteTarget,
 };
 
@@ -1034,6 +1034,87 @@ fn all_vcpus_halted_with_interrupts_off_end_the_vm() {
         }
     });
     assert_eq!(vm.outcome(), Some(Outcome::AllHalted));
+}
+
+#[test]
+fn decoded_cr_accesses_rdtsc_and_invlpg_are_carried_out() {
+    let r = run(vec![
+        step(|s| {
+            s.rbx.load(0x8000_0031);
+            s.ip_len.load(3);
+            set_exit(
+                s,
+                ExitReason::CrAccess(CrAccess {
+                    cr: 0,
+                    op: CrOp::Write { gpr: Some(3) },
+                }),
+            );
+        }),
+        step(|s| {
+            s.cr3.load(0x5000);
+            s.ip_len.load(3);
+            set_exit(
+                s,
+                ExitReason::CrAccess(CrAccess {
+                    cr: 3,
+                    op: CrOp::Read { gpr: Some(12) },
+                }),
+            );
+        }),
+        step(|s| {
+            s.cr0.load(0x8000_003b);
+            s.ip_len.load(3);
+            set_exit(
+                s,
+                ExitReason::CrAccess(CrAccess {
+                    cr: 0,
+                    op: CrOp::Lmsw { source: Some(0) },
+                }),
+            );
+        }),
+        step(|s| {
+            s.tsc.load(0x1_0000_0002);
+            s.tsc_aux.load(7);
+            s.ip_len.load(3);
+            set_exit(s, ExitReason::Rdtscp);
+        }),
+        exit(ExitReason::Invlpg),
+        pass(),
+    ]);
+    assert_eq!(r.resumed[1].cr0.value(), 0x8000_0031);
+    assert_eq!(r.resumed[2].r12.value(), 0x5000);
+    assert_eq!(
+        r.resumed[3].cr0.value(),
+        0x8000_0031,
+        "LMSW keeps PE and loads TS/EM/MP"
+    );
+    let t = &r.resumed[4];
+    assert_eq!((t.rax.value(), t.rdx.value(), t.rcx.value()), (2, 1, 7));
+    assert!(
+        r.resumed.iter().skip(1).all(|s| s.ip.charged()),
+        "every one skipped"
+    );
+    assert!(r.outcome.unwrap().passed());
+}
+
+#[test]
+fn undecoded_cr_access_is_reported_not_guessed() {
+    let r = run(vec![exit(ExitReason::CrAccess(CrAccess {
+        cr: 0,
+        op: CrOp::Write { gpr: None },
+    }))]);
+    assert!(matches!(
+        r.outcome,
+        Some(Outcome::UnhandledExit {
+            reason: ExitReason::CrAccess(_),
+            ..
+        })
+    ));
+    let r = run(vec![exit(ExitReason::CrAccess(CrAccess {
+        cr: 8,
+        op: CrOp::Write { gpr: Some(0) },
+    }))]);
+    assert!(matches!(r.outcome, Some(Outcome::UnhandledExit { .. })));
 }
 
 #[test]

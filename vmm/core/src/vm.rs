@@ -18,8 +18,8 @@ use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering
 use halifax_emu::{EmuError, Emulator};
 use spin::Mutex;
 use vcpu_api::{
-    interruptibility, Backend, CompletedWrite, Controls, Direction, EventInfo, ExitReason,
-    IoAccess, Segment, TableRegister, Vcpu, VcpuState, WriteTarget,
+    interruptibility, Backend, Charged, CompletedWrite, Controls, CrAccess, CrOp, Direction,
+    EventInfo, ExitReason, IoAccess, Segment, TableRegister, Vcpu, VcpuState, WriteTarget,
 };
 
 use crate::cpuid::{self, CpuidResult};
@@ -378,11 +378,24 @@ impl<'a> Vm<'a> {
                 });
                 Next::Stop
             }
+            ExitReason::CrAccess(access) if cr_access(s, access) => Next::Resume,
+            ExitReason::Invlpg => {
+                // Guest page tables are the hardware's (EPT/NPT): nothing to flush here.
+                s.skip_instruction();
+                Next::Resume
+            }
+            ExitReason::Rdtsc | ExitReason::Rdtscp => {
+                let tsc = s.tsc.value();
+                s.rax.charge(tsc & 0xffff_ffff);
+                s.rdx.charge(tsc >> 32);
+                if reason == ExitReason::Rdtscp {
+                    s.rcx.charge(s.tsc_aux.value() & 0xffff_ffff);
+                }
+                s.skip_instruction();
+                Next::Resume
+            }
             ExitReason::CrAccess(_)
             | ExitReason::DrAccess
-            | ExitReason::Invlpg
-            | ExitReason::Rdtsc
-            | ExitReason::Rdtscp
             | ExitReason::Rdpmc
             | ExitReason::TaskSwitch
             | ExitReason::Other => {
@@ -602,6 +615,46 @@ impl<'a> Vm<'a> {
             s.inject(EventInfo::exception(VECTOR_GP, true), 0);
         }
     }
+}
+
+/// The control register `cr` of the state, if the VMM handles it.
+fn control_register(s: &mut VcpuState, cr: u8) -> Option<&mut Charged<u64>> {
+    match cr {
+        0 => Some(&mut s.cr0),
+        2 => Some(&mut s.cr2),
+        3 => Some(&mut s.cr3),
+        4 => Some(&mut s.cr4),
+        _ => None,
+    }
+}
+
+/// Carries out an intercepted control-register access the hardware decoded;
+/// `false` when it cannot (no register number, another CR, no length).
+fn cr_access(s: &mut VcpuState, access: CrAccess) -> bool {
+    const CR0_TS: u64 = 1 << 3;
+    if s.ip_len.value() == 0 || control_register(s, access.cr).is_none() {
+        return false;
+    }
+    match access.op {
+        CrOp::Write { gpr: Some(gpr) } => match (s.gpr(gpr), control_register(s, access.cr)) {
+            (Some(value), Some(cr)) => cr.charge(value),
+            _ => return false,
+        },
+        CrOp::Read { gpr: Some(gpr) } => {
+            let value = control_register(s, access.cr).map_or(0, |cr| cr.value());
+            if !s.set_gpr(gpr, value) {
+                return false;
+            }
+        }
+        CrOp::Clts if access.cr == 0 => s.cr0.update(|v| *v &= !CR0_TS),
+        // LMSW loads CR0 bits 3:0 but can set PE, never clear it.
+        CrOp::Lmsw { source: Some(msw) } if access.cr == 0 => s
+            .cr0
+            .update(|v| *v = (*v & !0xf) | (*v & 1) | (msw as u64 & 0xf)),
+        _ => return false,
+    }
+    s.skip_instruction();
+    true
 }
 
 /// Injects the pending external interrupt if the guest can take it now,
