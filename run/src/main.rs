@@ -198,10 +198,15 @@ fn execute(cmd: Cmd) -> Result<bool, Error> {
                         let emulators: Vec<String> =
                             s.emulators.iter().map(|e| e.to_string()).collect();
                         println!(
-                            "{:<24} {} [{}]",
+                            "{:<24} {} [{}]{}",
                             s.name,
                             s.description,
-                            emulators.join(", ")
+                            emulators.join(", "),
+                            if s.in_suite {
+                                ""
+                            } else {
+                                " (not in the suite)"
+                            }
                         );
                     }
                     Err(e) => {
