@@ -268,8 +268,6 @@ impl KvmVm {
             sync_regs,
             tsc_offset: 0,
             completed: VecDeque::new(),
-            io_size: 0,
-            io_count: 0,
             _not_send: PhantomData,
         })
     }
@@ -325,9 +323,6 @@ pub struct KvmVcpu {
     tsc_offset: u64,
     /// Writes KVM performed that the VMM has not seen yet.
     completed: VecDeque<CompletedWrite>,
-    /// Size and count of the current KVM_EXIT_IO.
-    io_size: u8,
-    io_count: u32,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -421,9 +416,10 @@ fn to_dtable(t: TableRegister) -> kvm_dtable {
 
 /// A KVM exit, copied out of the kvm_run page.
 enum KvmExit {
-    /// Port I/O; for an OUT, the first element's bytes.
+    /// Port I/O of `count` elements; for an OUT, the first one's bytes.
     Io {
         access: IoAccess,
+        count: u32,
         data: [u8; 8],
     },
     MmioRead {
@@ -912,7 +908,7 @@ impl Backend for KvmVcpu {
             Self::recall_exit(s);
             return Ok(());
         }
-        let exit = match self.fd.run() {
+        let mut exit = match self.fd.run() {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => KvmExit::Recall,
             Err(e) => {
                 return Err(BackendError::Host {
@@ -928,6 +924,7 @@ impl Backend for KvmVcpu {
                     string: false,
                     rep: false,
                 },
+                count: 0,
                 data: first_bytes(data),
             },
             Ok(VcpuExit::IoOut(port, data)) => KvmExit::Io {
@@ -938,6 +935,7 @@ impl Backend for KvmVcpu {
                     string: false,
                     rep: false,
                 },
+                count: 0,
                 data: first_bytes(data),
             },
             Ok(VcpuExit::MmioRead(gpa, _)) => KvmExit::MmioRead { gpa },
@@ -971,12 +969,12 @@ impl Backend for KvmVcpu {
             Ok(VcpuExit::Unsupported(code)) => KvmExit::Plain(ExitReason::Other, code),
             Ok(_) => KvmExit::Plain(ExitReason::Other, kvm_bindings::KVM_EXIT_UNKNOWN),
         };
-        if matches!(exit, KvmExit::Io { .. }) {
+        if let KvmExit::Io { access, count, .. } = &mut exit {
             // SAFETY: after KVM_EXIT_IO the `io` member of the kvm_run union
             // is the valid one.
             let io = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.io };
-            self.io_size = io.size;
-            self.io_count = io.count;
+            access.size = io.size;
+            *count = io.count;
         }
 
         let before = self.load_regs(s)?;
@@ -988,11 +986,13 @@ impl Backend for KvmVcpu {
         } else {
             0
         };
-        let raw = |code| RawExit::Kvm(code);
+        let raw = RawExit::Kvm;
         match exit {
-            KvmExit::Io { mut access, data } => {
-                access.size = self.io_size;
-                let count = self.io_count;
+            KvmExit::Io {
+                mut access,
+                count,
+                data,
+            } => {
                 s.exit = Exit {
                     reason: ExitReason::Io(access),
                     raw: raw(kvm_bindings::KVM_EXIT_IO),
