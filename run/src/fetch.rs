@@ -59,8 +59,6 @@ pub enum FetchError {
     },
     #[error("the unpacked package {} has no boot/vmlinuz-{release} and lib/modules/{release}", dir.display())]
     Layout { dir: PathBuf, release: String },
-    #[error("no home or cache folder: set HOME or XDG_CACHE_HOME")]
-    NoCacheDir,
 }
 
 /// The kernel package `linux-image-amd64` currently depends on: (package, version).
@@ -85,13 +83,14 @@ pub fn parse_meta_depends(apt_cache_show: &str) -> Option<(String, String)> {
     })
 }
 
-/// The cache folder for everything the run tool downloads.
-pub fn cache_root() -> Result<PathBuf, FetchError> {
+/// The cache folder for everything the run tool downloads: `$XDG_CACHE_HOME/tern`,
+/// `$HOME/.cache/tern`, or (with neither set) `tern-cache` in cargo's `target_dir`.
+pub fn cache_root(target_dir: &Path) -> PathBuf {
     let from = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
     match (from("XDG_CACHE_HOME"), from("HOME")) {
-        (Some(cache), _) => Ok(PathBuf::from(cache).join("tern")),
-        (None, Some(home)) => Ok(PathBuf::from(home).join(".cache").join("tern")),
-        (None, None) => Err(FetchError::NoCacheDir),
+        (Some(cache), _) => PathBuf::from(cache).join("tern"),
+        (None, Some(home)) => PathBuf::from(home).join(".cache").join("tern"),
+        (None, None) => target_dir.join("tern-cache"),
     }
 }
 

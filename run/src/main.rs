@@ -174,19 +174,16 @@ fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Cmd, Error> {
 }
 
 fn execute(cmd: Cmd) -> Result<bool, Error> {
-    match cmd {
-        Cmd::Help => {
-            print!("{USAGE}");
-            return Ok(true);
-        }
-        Cmd::Fetch(_) => {
-            let kernel = fetch::debian_kernel(&fetch::cache_root()?)?;
-            println!("run: Debian kernel {}", kernel.vmlinuz.display());
-            return Ok(true);
-        }
-        _ => {}
+    if cmd == Cmd::Help {
+        print!("{USAGE}");
+        return Ok(true);
     }
     let workspace = Workspace::discover()?;
+    if let Cmd::Fetch(_) = cmd {
+        let kernel = fetch::debian_kernel(&fetch::cache_root(&workspace.target_dir))?;
+        println!("run: Debian kernel {}", kernel.vmlinuz.display());
+        return Ok(true);
+    }
     let scenario_dir = workspace.root.join("run").join("scenarios");
     match cmd {
         Cmd::Help | Cmd::Fetch(_) => Ok(true),

@@ -75,7 +75,9 @@ impl BootFiles {
             }
         }
         let debian_kernel: Option<DebianKernel> = match wants_debian_kernel {
-            true => Some(fetch::debian_kernel(&fetch::cache_root()?)?),
+            true => Some(fetch::debian_kernel(&fetch::cache_root(
+                &workspace.target_dir,
+            ))?),
             false => None,
         };
         for (target, names) in &packages {
