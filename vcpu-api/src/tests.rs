@@ -746,3 +746,35 @@ fn display_messages_say_what_to_do() {
     .to_string();
     assert!(h.contains("KVM_RUN") && h.contains('4'), "{h}");
 }
+
+#[test]
+fn every_raw_code_decodes_and_keeps_its_raw_value() {
+    let infos = [0, 1, 0x3f8_0010, u64::MAX, 1 << 63 | 7];
+    for code in (0..0x500u64).chain([u64::MAX, 0x8000_0000_0000_0000]) {
+        for &info in &infos {
+            let e = svm::decode(&SvmExit {
+                code,
+                info1: info,
+                info2: info,
+                rcx: info,
+            });
+            assert_eq!(e.raw, RawExit::Svm(code));
+        }
+    }
+    for reason in (0..80u32).chain([0x8000_0000, 0x8000_0021, u32::MAX]) {
+        for &q in &infos {
+            let e = vmx::decode(&VmxExit {
+                reason,
+                qualification: q,
+                guest_physical: q,
+                interruption_info: q as u32,
+                interruption_error: 0,
+                rcx: q,
+            });
+            assert_eq!(e.raw, RawExit::Vmx(reason));
+            if let ExitReason::Io(io) = e.reason {
+                assert!(matches!(io.size, 1 | 2 | 4), "size {} from {q:#x}", io.size);
+            }
+        }
+    }
+}

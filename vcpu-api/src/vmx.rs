@@ -126,7 +126,12 @@ fn decode_reason(exit: &VmxExit) -> ExitReason {
 pub fn decode_io(q: u64) -> IoAccess {
     IoAccess {
         port: (q >> 16) as u16,
-        size: (q & 7) as u8 + 1,
+        // 0 = 1 byte, 1 = 2 bytes, 3 = 4 bytes (other values are reserved)
+        size: match q & 7 {
+            0 => 1,
+            1 => 2,
+            _ => 4,
+        },
         direction: if q & (1 << 3) != 0 {
             Direction::In
         } else {
