@@ -310,6 +310,19 @@ pub mod exc {
 /// such a number with ENOSYS, which is how a program tells where it runs.)
 pub const NATIVE_TAG: u64 = 0x5445_524e << 32;
 
+/// System calls a Linux program makes to the posix-server that runs it. Linux
+/// has no such numbers and answers ENOSYS, which is how a program tells where it runs.
+pub mod posix {
+    /// Returns the calling thread's UTCB address, for native IPC.
+    pub const SYSCALL_UTCB: u64 = 0x5445_0000;
+    /// Capability selectors `[PROGRAM_SELS.0, PROGRAM_SELS.1)` are the program's
+    /// to use; capabilities it receives land in the window from `RECV_BASE`
+    /// (2^`RECV_ORDER` selectors).
+    pub const PROGRAM_SELS: (u64, u64) = (256, 1024);
+    pub const RECV_BASE: u64 = 1024;
+    pub const RECV_ORDER: u8 = 10;
+}
+
 /// Flags of `create_ec` (bits 24..32 of the packed argument).
 pub mod ec_flags {
     /// `syscall` without [`crate::NATIVE_TAG`] becomes exception [`crate::exc::SYSCALL`]:

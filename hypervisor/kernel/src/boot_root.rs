@@ -256,6 +256,7 @@ pub fn create(
         fault_addr: 0,
         reflect_syscalls: false,
         fs_base: 0,
+        zombie: false,
     });
     k.install_root(pd, sel::ROOT_EC, ObjRef::Ec(ec))
         .map_err(|_| "cap space")?;
@@ -270,6 +271,7 @@ pub fn create(
         quantum_us: 10_000,
         left: 10_000 * apic::tsc_per_us(),
         consumed: 0,
+        zombie: false,
         root_cap: (pd, sel::ROOT_SC),
     });
     k.install_root(pd, sel::ROOT_SC, ObjRef::Sc(sc))

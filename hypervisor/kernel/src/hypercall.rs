@@ -191,6 +191,7 @@ fn create_ec(
         fault_addr: 0,
         reflect_syscalls: flags & hyper_abi::ec_flags::REFLECT_SYSCALLS != 0,
         fs_base: 0,
+        zombie: false,
     });
     k.install_root(pd, dst, ObjRef::Ec(id))
         .expect("selector checked free");
@@ -223,6 +224,7 @@ fn create_sc(
         quantum_us,
         left: quantum_us * apic::tsc_per_us(),
         consumed: 0,
+        zombie: false,
         root_cap: (pd, dst),
     });
     k.install_root(pd, dst, ObjRef::Sc(id))

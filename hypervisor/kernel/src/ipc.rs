@@ -300,17 +300,13 @@ pub fn reply(k: &mut Kernel, handler: EcId) -> KResult<()> {
             c.state = EcState::Ready;
         }
     }
-    if !caller_alive {
-        if let Some(c) = k.ecs.get_mut(caller) {
-            if c.callee == Some(handler) {
-                c.callee = None;
-            }
-        }
-    }
     let h = k.ecs.get_mut(handler).expect("handler");
     h.caller = None;
     h.state = EcState::Idle;
     h.serving_exception = false;
+    if !caller_alive {
+        k.finish_dead(caller);
+    }
     serve_next(k, handler);
     Ok(())
 }
@@ -453,13 +449,18 @@ pub fn abort_ec(k: &mut Kernel, ec: EcId) {
     }
     let e = k.ecs.get_mut(ec).expect("exists");
     e.state = EcState::Dead;
-    e.caller = None;
-    if !served {
-        e.callee = None;
-    }
     let waiters = core::mem::take(&mut e.waiters);
-    if let Some(c) = caller {
-        wake(k, c, Status::Aborted, 0);
+    if served {
+        // a handler (maybe of another PD) is still working on its call: the EC
+        // stays linked in its call chain, so the handler keeps running on the
+        // chain's time; the chain unwinds when the handler replies
+        // (`Kernel::finish_dead`)
+    } else {
+        e.caller = None;
+        e.callee = None;
+        if let Some(c) = caller {
+            wake(k, c, Status::Aborted, 0);
+        }
     }
     for (w, _, _) in waiters {
         wake(k, w, Status::Aborted, 0);

@@ -162,6 +162,8 @@ pub struct Ec {
     pub fault_addr: u64,
     /// `syscall` without the native tag is reflected as exception `exc::SYSCALL`.
     pub reflect_syscalls: bool,
+    /// Destroyed while a handler served its call: freed when the handler is done.
+    pub zombie: bool,
     /// The FS segment base (thread pointer of foreign binaries), set only by the
     /// kernel on behalf of a handler (`SET_STATE` replies, `ec_ctrl(SetState)`).
     pub fs_base: u64,
@@ -189,6 +191,8 @@ pub struct Sc {
     pub left: u64,
     /// Time consumed (TSC ticks).
     pub consumed: u64,
+    /// Destroyed, but a handler still runs on it (see `Kernel::reap_zombie`).
+    pub zombie: bool,
     pub root_cap: (PdId, u64),
 }
 
@@ -406,7 +410,10 @@ impl Kernel {
             })
             .collect();
         for ec in ecs {
-            self.kill_ec(ec, "its protection domain was destroyed");
+            // ended on purpose with its PD: no log line per thread
+            if self.ecs.get(ec).is_some_and(|e| e.state != EcState::Dead) {
+                crate::ipc::abort_ec(self, ec);
+            }
         }
         if let Some(pd) = self.pds.remove(id) {
             self.sched.forget_pd(id);
@@ -433,8 +440,61 @@ impl Kernel {
         crate::ipc::abort_ec(self, id);
     }
 
+    /// Whether a handler (of any PD) is in the middle of serving `ec`'s call.
+    fn served(&self, ec: EcId) -> bool {
+        self.ecs
+            .get(ec)
+            .and_then(|e| e.callee)
+            .and_then(|h| self.ecs.get(h))
+            .is_some_and(|h| h.caller == Some(ec))
+    }
+
+    /// The handler that served dead EC `id` is done: the call chain above it
+    /// unwinds (the first live caller gets `Aborted`), and ECs and SCs that were
+    /// destroyed meanwhile (zombies: the handler ran on their time) are freed.
+    pub fn finish_dead(&mut self, id: EcId) {
+        let mut next = Some(id);
+        for _ in 0..64 {
+            let Some(id) = next.take() else { return };
+            if self.served(id) || self.ecs.get(id).is_none_or(|e| e.state != EcState::Dead) {
+                return;
+            }
+            let e = self.ecs.get_mut(id).expect("checked");
+            let caller = e.caller.take();
+            e.callee = None;
+            if e.zombie {
+                if let Some(sc) = e.sc {
+                    if self.scs.get(sc).is_some_and(|s| s.zombie) {
+                        self.free_sc(sc);
+                    }
+                }
+                self.free_ec(id);
+            }
+            if let Some(c) = caller {
+                match self.ecs.get(c).map(|e| (e.state, e.callee)) {
+                    Some((EcState::Dead, _)) => next = Some(c),
+                    Some((EcState::Calling, Some(h))) if h == id => {
+                        crate::ipc::wake(self, c, Status::Aborted, 0)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
     fn destroy_ec(&mut self, id: EcId) {
         self.kill_ec(id, "destroyed");
+        if self.served(id) {
+            // a handler of another PD still works on its call, on its time
+            if let Some(e) = self.ecs.get_mut(id) {
+                e.zombie = true;
+            }
+            return;
+        }
+        self.free_ec(id);
+    }
+
+    fn free_ec(&mut self, id: EcId) {
         if let Some(ec) = self.ecs.remove(id) {
             self.sched.forget_ec(id);
             if let Some((va, _)) = ec.utcb {
@@ -449,6 +509,18 @@ impl Kernel {
     }
 
     fn destroy_sc(&mut self, id: ScId) {
+        let ec = self.scs.get(id).map(|s| s.ec);
+        if ec.is_some_and(|ec| self.served(ec)) {
+            // the handler serving its EC's call finishes on it first
+            if let Some(s) = self.scs.get_mut(id) {
+                s.zombie = true;
+            }
+            return;
+        }
+        self.free_sc(id);
+    }
+
+    fn free_sc(&mut self, id: ScId) {
         if let Some(sc) = self.scs.remove(id) {
             self.sched.dequeue(id);
             if let Some(ec) = self.ecs.get_mut(sc.ec) {
