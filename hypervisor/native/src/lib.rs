@@ -16,6 +16,7 @@
 extern crate alloc;
 
 pub mod parent;
+pub mod sync;
 
 use core::fmt::{self, Write};
 use hyper_abi::{syscall, Utcb};
@@ -163,11 +164,14 @@ pub fn exit(code: i32) -> ! {
 }
 
 pub mod heap {
-    //! A fixed heap in the program's .bss.
+    //! A fixed 1 MiB heap in the program's .bss. A program makes it its global
+    //! allocator with [`crate::global_heap!`] (the [`crate::entry!`] macro does).
+    use core::alloc::{GlobalAlloc, Layout};
     use linked_list_allocator::LockedHeap;
-    #[global_allocator]
+
     static HEAP: LockedHeap = LockedHeap::empty();
     static mut AREA: [u8; 1 << 20] = [0; 1 << 20];
+
     pub fn init() {
         // SAFETY: called once at start, before any allocation; AREA is used only here.
         unsafe {
@@ -175,12 +179,37 @@ pub mod heap {
                 .init(core::ptr::addr_of_mut!(AREA) as *mut u8, 1 << 20)
         };
     }
+
+    /// The allocator handle a program installs as its `#[global_allocator]`.
+    pub struct Heap;
+
+    // SAFETY: forwards to the locked linked-list heap, which is a correct allocator.
+    unsafe impl GlobalAlloc for Heap {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller upholds GlobalAlloc's contract, which we pass on.
+            unsafe { HEAP.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above.
+            unsafe { HEAP.dealloc(ptr, layout) }
+        }
+    }
+}
+
+/// Makes the 1 MiB .bss heap the program's global allocator (call `heap::init` first thing).
+#[macro_export]
+macro_rules! global_heap {
+    () => {
+        #[global_allocator]
+        static GLOBAL_HEAP: $crate::heap::Heap = $crate::heap::Heap;
+    };
 }
 
 /// Defines `_start` for a program whose main is `fn main() -> i32`.
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
+        $crate::global_heap!();
         #[no_mangle]
         pub extern "C" fn _start() -> ! {
             $crate::heap::init();
