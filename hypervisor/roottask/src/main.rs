@@ -27,8 +27,10 @@ use memory::Memory;
 use native::{parent, StartInfo};
 use pool::Pool;
 
+native::global_heap!();
+
 /// Selector allocation in the roottask's own capability space.
-static NEXT_SEL: spin::Mutex<u64> = spin::Mutex::new(sel::ROOT_FREE);
+static NEXT_SEL: spin::Mutex<u64> = spin::Mutex::new(sel::ROOT_FREE + 1);
 fn new_sel() -> u64 {
     let mut n = NEXT_SEL.lock();
     *n += 1;
@@ -46,6 +48,8 @@ struct Component {
     uses: Vec<String>,
     provides: Vec<String>,
     alive: bool,
+    /// Waiting for the reaper to end it.
+    doomed: bool,
     faults: u64,
     memory: Memory,
     /// Free pages of the pool just before it started.
@@ -66,11 +70,14 @@ struct State {
     services: Vec<Service>,
     pool: Pool,
     handlers: Vec<u64>,
+    /// Components to end (by the reaper: a handler must not end the component
+    /// whose call it serves, it runs on that component's time).
+    doomed: Vec<usize>,
     boot_epoch_s: u64,
     boot_tsc: u64,
 }
 
-static STATE: spin::Mutex<Option<State>> = spin::Mutex::new(None);
+static STATE: native::sync::Mutex<Option<State>> = native::sync::Mutex::new(None);
 
 /// Prints a roottask line through the UTCB at `at` (the printing EC's own).
 fn say(at: u64, args: core::fmt::Arguments) {
@@ -84,12 +91,31 @@ extern "C" fn _start(hip: u64, utcb: u64) -> ! {
     // SAFETY: the kernel maps the HIP read-only at this address before we start
     // and never changes or unmaps it.
     let hip: &'static Hip = unsafe { &*(hip as *const Hip) };
+    let _ = syscall::create_sm(REAPER, 0, None);
+    STATE.init(new_sel());
     main(hip, utcb);
-    // nothing left to do on this thread: block for good (handlers keep serving)
-    let idle = new_sel();
-    let _ = syscall::create_sm(idle, 0, None);
+    // from now on this thread ends the components the handlers doomed
     loop {
-        let _ = syscall::sm_ctrl(idle, SmOp::Down, 0);
+        let _ = syscall::sm_ctrl(REAPER, SmOp::Down, 0);
+        with_state(|s| {
+            for ci in core::mem::take(&mut s.doomed) {
+                end(s, ci, utcb);
+            }
+        });
+    }
+}
+
+/// The semaphore that wakes the reaper (the roottask's main thread).
+const REAPER: u64 = sel::ROOT_FREE;
+
+/// Has the reaper end component `ci` soon; it gets no more service meanwhile.
+fn doom(s: &mut State, ci: usize) {
+    if let Some(c) = s.components.get_mut(ci) {
+        if c.alive && !c.doomed {
+            c.doomed = true;
+            s.doomed.push(ci);
+            let _ = syscall::sm_ctrl(REAPER, SmOp::Up, 0);
+        }
     }
 }
 
@@ -163,6 +189,7 @@ fn main(hip: &'static Hip, at: u64) {
         services: Vec::new(),
         pool,
         handlers: Vec::new(),
+        doomed: Vec::new(),
         boot_epoch_s,
         boot_tsc,
     };
@@ -277,6 +304,7 @@ fn start(s: &mut State, index: usize) -> Result<(), String> {
         uses: c.uses.clone(),
         provides: c.provides.clone(),
         alive: true,
+        doomed: false,
         faults: 0,
         memory: Memory::new(pd, c.memory / 4096),
         free_before: s.pool.free_pages(),
@@ -437,7 +465,7 @@ fn end(s: &mut State, ci: usize, at: u64) {
         say(
             at,
             format_args!(
-                "reclaimed {} KiB of {name}; free memory {} KiB, as before it started",
+                "{name} ended: reclaimed {} KiB; free memory is back to what it was before {name} started ({} KiB)",
                 pages * 4,
                 free * 4
             ),
@@ -446,7 +474,7 @@ fn end(s: &mut State, ci: usize, at: u64) {
         say(
             at,
             format_args!(
-                "reclaimed {} KiB of {name}; free memory {} KiB (was {} KiB before it started)",
+                "{name} ended: reclaimed {} KiB; free memory {} KiB ({} KiB before it started)",
                 pages * 4,
                 free * 4,
                 before * 4
@@ -524,7 +552,7 @@ extern "C" fn exception_entry(badge: u64) -> ! {
     u.words[0] = exc::KILL;
     u.untyped = 1;
     u.typed = 0;
-    end(s, ci, at);
+    doom(s, ci);
     drop(st);
     reply()
 }
@@ -605,14 +633,14 @@ extern "C" fn parent_entry(badge: u64) -> ! {
         parent::OP_EXIT if untyped_in >= 2 => {
             let code = u.words[1] as i64 as i32;
             say(at, format_args!("component {who} exited with code {code}"));
-            end(s, ci, at);
+            doom(s, ci);
             status = 0;
         }
         parent::OP_CRASH if untyped_in >= 2 => {
             let len = (u.words[1] as usize).min((untyped_in - 2) * 8);
             let why = text_of(&u.words[2..untyped_in], len);
             say(at, format_args!("component {who} crashed: {why}"));
-            end(s, ci, at);
+            doom(s, ci);
             status = 0;
         }
         parent::OP_MAP if untyped_in >= 4 => {
