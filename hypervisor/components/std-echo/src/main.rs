@@ -1,0 +1,63 @@
+//! Two Rust std programs talking through a Tern portal with the `tern` crate.
+//!
+//! `std-echo server`: offers service "echo", which answers `[a, b]` with
+//! `[a + b, a * b]`, then waits for good. `std-echo client [CALLS]`: looks the
+//! service up and checks CALLS answers, then exits.
+
+fn echo(request: &[u64], reply: &mut [u64; 64]) -> usize {
+    let a = request.first().copied().unwrap_or(0);
+    let b = request.get(1).copied().unwrap_or(0);
+    reply[0] = a.wrapping_add(b);
+    reply[1] = a.wrapping_mul(b);
+    2
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if !tern::on_tern() {
+        println!("std-echo: not running on Tern: nothing to do");
+        return;
+    }
+    match args.get(1).map(String::as_str) {
+        Some("server") => {
+            match tern::serve("echo", echo) {
+                Ok(()) => println!("std-echo server: serving \"echo\""),
+                Err(e) => {
+                    println!("std-echo server: cannot serve: {e}");
+                    std::process::exit(1);
+                }
+            }
+            loop {
+                std::thread::park();
+            }
+        }
+        Some("client") => {
+            let calls: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            let portal = loop {
+                match tern::Portal::lookup("echo") {
+                    Ok(p) => break p,
+                    // the server may not have registered yet
+                    Err(tern::Error::Refused) => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    Err(e) => {
+                        println!("std-echo client: lookup failed: {e}");
+                        std::process::exit(1);
+                    }
+                }
+            };
+            let mut good = 0;
+            for i in 0..calls {
+                if portal.call(&[i, i + 1]).ok() == Some(vec![2 * i + 1, i * (i + 1)]) {
+                    good += 1;
+                }
+            }
+            println!("std-echo client: {good} of {calls} portal calls answered correctly");
+            std::process::exit(if good == calls { 0 } else { 1 });
+        }
+        _ => {
+            println!("usage: std-echo server | std-echo client [CALLS]");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Native Tern IPC for Rust std programs that run as `kind = "linux"`
+//! components: look up and call portals of other components, and offer a
+//! portal as a service. On Linux the same program still runs: [`on_tern`] is
+//! false and every call returns [`Error::NotOnTern`].
+//!
+//! Owns: the safe wrappers over the hypercalls a std program may make itself
+//! (tagged with `NATIVE_TAG`, so the kernel does not reflect them to the
+//! posix-server). Must not touch: selectors outside
+//! `hyper_abi::posix::PROGRAM_SELS` and the receive window, which are the
+//! posix-server's.
+
+use hyper_abi::syscall::{self, EcParams};
+use hyper_abi::{obj_rights, posix, sel, Crd, CrdKind, EcKind, Status, Utcb};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Why a call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The program is not running on Tern (e.g. on Linux).
+    NotOnTern,
+    /// The roottask refused: the configuration does not let this component use
+    /// or provide the service (check `uses`/`provides`).
+    Refused,
+    /// A message longer than a UTCB holds.
+    TooLong,
+    /// The kernel said no.
+    Kernel(Status),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NotOnTern => write!(f, "not running on Tern"),
+            Error::Refused => write!(
+                f,
+                "the roottask refused (check `uses`/`provides` in the configuration)"
+            ),
+            Error::TooLong => write!(f, "message longer than a UTCB"),
+            Error::Kernel(s) => write!(f, "hypercall failed: {}", s.name()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn utcb_address() -> Option<u64> {
+    let r: i64;
+    // SAFETY: a plain system call that only returns a value; on Linux it fails
+    // with ENOSYS.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") posix::SYSCALL_UTCB as i64 => r,
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    (r > 0).then_some(r as u64)
+}
+
+/// Whether the program runs on Tern.
+pub fn on_tern() -> bool {
+    utcb_address().is_some()
+}
+
+/// The calling thread's UTCB.
+fn utcb() -> Result<&'static mut Utcb, Error> {
+    utcb_address().map(native::utcb_at).ok_or(Error::NotOnTern)
+}
+
+fn cpu() -> u32 {
+    let mut cpu = 0u32;
+    // SAFETY: getcpu writes one u32 to the address we give.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") 309i64 => _, in("rdi") &mut cpu as *mut u32,
+            in("rsi") 0u64, in("rdx") 0u64, lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    cpu
+}
+
+fn parent_portal() -> u64 {
+    native::cpu_portals(cpu()) + native::CPU_PARENT
+}
+
+static NEXT_SEL: AtomicU64 = AtomicU64::new(posix::PROGRAM_SELS.0);
+static NEXT_RECV: AtomicU64 = AtomicU64::new(0);
+
+fn new_sel() -> Result<u64, Error> {
+    let s = NEXT_SEL.fetch_add(1, Ordering::Relaxed);
+    if s >= posix::PROGRAM_SELS.1 {
+        return Err(Error::Kernel(Status::OutOfMemory));
+    }
+    Ok(s)
+}
+
+fn name_words(u: &mut Utcb, name: &str) {
+    u.words[1..5].copy_from_slice(&native::parent::name_words(name));
+}
+
+/// A portal of another component.
+#[derive(Clone, Copy, Debug)]
+pub struct Portal {
+    sel: u64,
+}
+
+impl Portal {
+    /// Asks the roottask for service `name` (which the configuration must list
+    /// under `uses`).
+    pub fn lookup(name: &str) -> Result<Portal, Error> {
+        let u = utcb()?;
+        // the capability lands at RECV_BASE + offset: each lookup its own slot
+        let offset = NEXT_RECV.fetch_add(1, Ordering::Relaxed);
+        if offset >= 1 << posix::RECV_ORDER {
+            return Err(Error::Kernel(Status::OutOfMemory));
+        }
+        u.words[0] = native::parent::OP_LOOKUP;
+        name_words(u, name);
+        u.recv_obj = Crd::new(CrdKind::Object, posix::RECV_BASE, posix::RECV_ORDER, 0);
+        u.words[5] = offset;
+        u.untyped = 6;
+        u.typed = 0;
+        syscall::call(parent_portal()).map_err(Error::Kernel)?;
+        if u.words[0] != 0 || u.typed == 0 {
+            return Err(Error::Refused);
+        }
+        let got = Crd(u.words[u.untyped as usize]);
+        if got.kind() != CrdKind::Object {
+            return Err(Error::Refused);
+        }
+        Ok(Portal { sel: got.base() })
+    }
+
+    /// Sends `request` (message words) and returns the reply's words.
+    pub fn call(&self, request: &[u64]) -> Result<Vec<u64>, Error> {
+        let u = utcb()?;
+        if request.len() > u.words.len() {
+            return Err(Error::TooLong);
+        }
+        u.words[..request.len()].copy_from_slice(request);
+        u.untyped = request.len() as u32;
+        u.typed = 0;
+        syscall::call(self.sel).map_err(Error::Kernel)?;
+        let n = (u.untyped as usize).min(u.words.len());
+        Ok(u.words[..n].to_vec())
+    }
+}
+
+/// A request handler: gets the request's words, writes the reply into
+/// `reply` and returns how many words it wrote.
+///
+/// It runs on a thread of its own that has no thread-local storage: it must not
+/// print, allocate, lock std mutexes or use other std facilities that need the
+/// calling thread's state; plain computation and atomics are fine.
+pub type Handler = fn(request: &[u64], reply: &mut [u64; 64]) -> usize;
+
+/// Services offered so far (each has a slot in the tables below).
+static SERVICES: Mutex<usize> = Mutex::new(0);
+static HANDLERS: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
+static UTCBS: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
+
+extern "C" fn serve_entry(index: u64) -> ! {
+    let i = index as usize % 16;
+    let u = native::utcb_at(UTCBS[i].load(Ordering::Acquire));
+    let handler_addr = HANDLERS[i].load(Ordering::Acquire);
+    let n = (u.untyped as usize).min(u.words.len());
+    let mut reply = [0u64; 64];
+    let len = if handler_addr == 0 {
+        0
+    } else {
+        // SAFETY: the address was stored from a `Handler` by `serve` below.
+        let handler: Handler = unsafe { std::mem::transmute::<u64, Handler>(handler_addr) };
+        handler(&u.words[..n], &mut reply).min(64)
+    };
+    u.words[..len].copy_from_slice(&reply[..len]);
+    u.untyped = len as u32;
+    u.typed = 0;
+    loop {
+        // SAFETY: reply only sends the UTCB's message.
+        unsafe { syscall::raw(hyper_abi::Hypercall::Reply as u64, 0, 0, 0, 0, 0, 0) };
+    }
+}
+
+/// Offers `handler` as service `name` (the configuration must list it under
+/// `provides`). Calls are served on the calling thread's CPU; clients must run
+/// on that CPU too.
+pub fn serve(name: &str, handler: Handler) -> Result<(), Error> {
+    let u = utcb()?;
+    let mut services = SERVICES.lock().unwrap_or_else(|e| e.into_inner());
+    let index = *services;
+    if index >= 16 {
+        return Err(Error::TooLong);
+    }
+    // a page for the handler's UTCB (the kernel maps it; we only reserve the
+    // address) and a stack
+    let page = reserve_page()?;
+    let stack = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+    // touch every page now: the handler has no posix-server behind it to page
+    // in memory it touches first
+    for page in stack.chunks_mut(4096) {
+        // SAFETY: a write through a valid `&mut u8`; volatile so that it is not
+        // optimised away (the allocation may be fresh, untouched zero pages).
+        unsafe { std::ptr::write_volatile(&mut page[0], 0) };
+    }
+    let sp = (stack.as_ptr() as u64 + stack.len() as u64 - 64) & !0xf;
+    UTCBS[index].store(page, Ordering::Release);
+    HANDLERS[index].store(handler as usize as u64, Ordering::Release);
+    let ec = new_sel()?;
+    let pt = new_sel()?;
+    let p = EcParams {
+        pd: sel::PD_SELF,
+        cpu: cpu() as u16,
+        kind: EcKind::Local,
+        flags: 0,
+        evt_base: native::cpu_portals(cpu()) as u32,
+        utcb: page,
+        sp,
+        ip: 0,
+    };
+    syscall::create_ec(ec, &p).map_err(Error::Kernel)?;
+    syscall::create_pt(
+        pt,
+        ec,
+        serve_entry as *const () as usize as u64,
+        index as u64,
+    )
+    .map_err(Error::Kernel)?;
+    u.words[0] = native::parent::OP_REGISTER;
+    name_words(u, name);
+    u.words[5] = Crd::obj(pt, obj_rights::USE).0;
+    u.words[6] = 0;
+    u.untyped = 5;
+    u.typed = 1;
+    syscall::call(parent_portal()).map_err(Error::Kernel)?;
+    if u.words[0] != 0 {
+        return Err(Error::Refused);
+    }
+    *services += 1;
+    Ok(())
+}
+
+/// An address for a kernel-mapped page: a PROT_NONE mapping the posix-server
+/// never backs, so the kernel may put the UTCB there.
+fn reserve_page() -> Result<u64, Error> {
+    let r: i64;
+    // SAFETY: mmap of a fresh anonymous PROT_NONE page; it touches no memory we use.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") 9i64 => r, in("rdi") 0u64, in("rsi") 4096u64,
+            in("rdx") 0u64, in("r10") 0x22u64, in("r8") -1i64, in("r9") 0u64,
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    if r < 0 {
+        return Err(Error::Kernel(Status::OutOfMemory));
+    }
+    Ok(r as u64)
+}
