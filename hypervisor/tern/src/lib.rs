@@ -60,9 +60,16 @@ pub fn on_tern() -> bool {
     utcb_address().is_some()
 }
 
+thread_local! {
+    /// This thread's UTCB address (asked once per thread).
+    static UTCB: Option<u64> = utcb_address();
+}
+
 /// The calling thread's UTCB.
 fn utcb() -> Result<&'static mut Utcb, Error> {
-    utcb_address().map(native::utcb_at).ok_or(Error::NotOnTern)
+    UTCB.with(|u| *u)
+        .map(native::utcb_at)
+        .ok_or(Error::NotOnTern)
 }
 
 fn cpu() -> u32 {

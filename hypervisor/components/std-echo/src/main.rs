@@ -2,7 +2,9 @@
 //!
 //! `std-echo server`: offers service "echo", which answers `[a, b]` with
 //! `[a + b, a * b]`, then waits for good. `std-echo client [CALLS]`: looks the
-//! service up and checks CALLS answers, then exits.
+//! service up and checks CALLS answers, then exits. `std-echo bench [N]`:
+//! measures (RDTSC; deterministic under QEMU's `-icount`) a reflected system
+//! call (`getppid`, served by the posix-server) beside a portal round trip.
 
 fn echo(request: &[u64], reply: &mut [u64; 64]) -> usize {
     let a = request.first().copied().unwrap_or(0);
@@ -55,8 +57,45 @@ fn main() {
             println!("std-echo client: {good} of {calls} portal calls answered correctly");
             std::process::exit(if good == calls { 0 } else { 1 });
         }
+        Some("bench") => {
+            let n: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+            let portal = loop {
+                match tern::Portal::lookup("echo") {
+                    Ok(p) => break p,
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                }
+            };
+            let tsc = || {
+                // SAFETY: RDTSC only reads the time-stamp counter.
+                unsafe { std::arch::x86_64::_rdtsc() }
+            };
+            // warm up both paths, then time them side by side
+            for _ in 0..100 {
+                let _ = portal.call(&[1, 2]);
+                std::process::id();
+            }
+            let t0 = tsc();
+            for _ in 0..n {
+                // getppid: answered by the posix-server without touching memory
+                // SAFETY: a system call without arguments or side effects.
+                unsafe {
+                    std::arch::asm!("syscall", inlateout("rax") 110u64 => _,
+                        lateout("rcx") _, lateout("r11") _, options(nostack));
+                }
+            }
+            let t1 = tsc();
+            for i in 0..n {
+                let _ = portal.call(&[i, 1]);
+            }
+            let t2 = tsc();
+            println!(
+                "std-echo bench: reflected system call {} cycles, portal round trip {} cycles (each the mean of {n})",
+                (t1 - t0) / n,
+                (t2 - t1) / n
+            );
+        }
         _ => {
-            println!("usage: std-echo server | std-echo client [CALLS]");
+            println!("usage: std-echo server | std-echo client [CALLS] | std-echo bench [N]");
             std::process::exit(2);
         }
     }
