@@ -47,10 +47,14 @@ pub enum Hypercall {
     ConsoleWrite = 14,
     /// `vcpu_run(vcpu_sel, charged_mask)`: run a vCPU until its next exit (see [`vcpu`]).
     VcpuRun = 15,
+    /// `console_read(max) -> count`: roottask only: moves up to `max` bytes the
+    /// console received into the UTCB data area (as `console_write` takes them) and
+    /// enables the console's receive interrupt (ISA IRQ 4) for the next ones.
+    ConsoleRead = 16,
 }
 
 impl Hypercall {
-    pub const COUNT: u64 = 16;
+    pub const COUNT: u64 = 17;
     pub fn from_raw(n: u64) -> Option<Self> {
         use Hypercall::*;
         Some(match n {
@@ -70,6 +74,7 @@ impl Hypercall {
             13 => Delegate,
             14 => ConsoleWrite,
             15 => VcpuRun,
+            16 => ConsoleRead,
             _ => return None,
         })
     }

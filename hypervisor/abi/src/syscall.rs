@@ -163,6 +163,10 @@ pub fn revoke(crd: Crd, include_self: bool) -> Result<(), Status> {
 pub fn delegate(dst_pd: u64, crd: Crd, dst_base: u64) -> Result<(), Status> {
     hc(Hypercall::Delegate, dst_pd, crd.0, dst_base, 0, 0).map(|_| ())
 }
+/// Roottask only: received console bytes into the UTCB data area; their count.
+pub fn console_read(max: usize) -> Result<usize, Status> {
+    hc(Hypercall::ConsoleRead, max as u64, 0, 0, 0, 0).map(|r| r.out1 as usize)
+}
 pub fn console_write(len: usize) -> Result<(), Status> {
     hc(Hypercall::ConsoleWrite, len as u64, 0, 0, 0, 0).map(|_| ())
 }

@@ -58,6 +58,19 @@ pub fn print(args: fmt::Arguments) {
     let _ = Serial.write_fmt(args);
 }
 
+/// Moves received bytes into `buf` (as many as are waiting, up to its size) and
+/// turns on the receive interrupt (ISA IRQ 4), so that the next byte is signalled.
+pub fn read_bytes(buf: &mut [u8]) -> usize {
+    let _guard = LOCK.lock();
+    outb(COM1 + 1, 0x01);
+    let mut n = 0;
+    while n < buf.len() && inb(COM1 + 5) & 0x01 != 0 {
+        buf[n] = inb(COM1);
+        n += 1;
+    }
+    n
+}
+
 /// Writes raw bytes (user output) under the console lock.
 pub fn write_bytes(bytes: &[u8]) {
     let _guard = LOCK.lock();

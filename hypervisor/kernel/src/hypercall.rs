@@ -72,6 +72,10 @@ pub fn handle(k: &mut Kernel, ec: EcId, f: &Frame) -> Outcome {
         },
         Hypercall::ConsoleWrite => done(console_write(k, ec, a)),
         Hypercall::VcpuRun => Outcome::Done(Status::NoFeature, 0, 0),
+        Hypercall::ConsoleRead => match console_read(k, ec, pd, a) {
+            Ok(n) => Outcome::Done(Status::Success, n, 0),
+            Err(s) => Outcome::Done(s, 0, 0),
+        },
     }
 }
 
@@ -393,4 +397,23 @@ fn console_write(k: &mut Kernel, ec: EcId, len: u64) -> KResult<()> {
     }
     crate::console::write_bytes(phys::slice(pa + 24, len as usize));
     Ok(())
+}
+
+/// The console's input belongs to the roottask (the PD without a parent), which
+/// passes it on to the component the boot configuration names.
+fn console_read(k: &mut Kernel, ec: EcId, pd: PdId, max: u64) -> KResult<u64> {
+    if k.pds.get(pd).is_none_or(|p| p.parent.is_some()) {
+        return Err(Status::BadCapability);
+    }
+    let pa = k
+        .ecs
+        .get(ec)
+        .and_then(|e| e.utcb)
+        .ok_or(Status::BadParameter)?
+        .1;
+    let mut buf = [0u8; 256];
+    let len = (max as usize).min(buf.len());
+    let n = crate::console::read_bytes(&mut buf[..len]);
+    phys::slice_mut(pa + 24, n).copy_from_slice(&buf[..n]);
+    Ok(n as u64)
 }
