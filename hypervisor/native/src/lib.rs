@@ -28,6 +28,8 @@ pub const PARENT: u64 = 4;
 pub const EVT_BASE: u64 = 8;
 pub const IRQ_BASE: u64 = 64;
 pub const FREE_SEL: u64 = 128;
+/// The terminal component's semaphore: the roottask ups it when console input arrived.
+pub const TERMINAL_SM: u64 = 63;
 /// Per-CPU portal blocks (see [`cpu_portals`]).
 pub const CPU_PORTALS: u64 = 0x1000;
 /// Offset of the parent portal inside a CPU's block.

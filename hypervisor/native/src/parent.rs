@@ -21,6 +21,9 @@ pub const OP_ROM: u64 = 6;
 pub const OP_CRASH: u64 = 7;
 /// `[op]`: reply `[0, quota pages, used pages]`.
 pub const OP_MEMINFO: u64 = 8;
+/// `[op, max]` (the terminal component only): reply `[0, count, bytes...]` with
+/// console input received so far (count 0: none; wait on `TERMINAL_SM`).
+pub const OP_TERMINAL_READ: u64 = 9;
 
 pub fn name_words(name: &str) -> [u64; 4] {
     let mut w = [0u64; 4];

@@ -18,6 +18,7 @@ mod memory;
 mod pool;
 mod rtc;
 
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 use boot_config::{BootConfig, Kind};
@@ -70,6 +71,10 @@ struct State {
     services: Vec<Service>,
     pool: Pool,
     handlers: Vec<u64>,
+    /// The component that gets the console's input, its semaphore, and input
+    /// it has not read yet.
+    terminal: Option<(usize, u64)>,
+    input: VecDeque<u8>,
     /// Components to end (by the reaper: a handler must not end the component
     /// whose call it serves, it runs on that component's time).
     doomed: Vec<usize>,
@@ -190,6 +195,8 @@ fn main(hip: &'static Hip, at: u64) {
         pool,
         handlers: Vec::new(),
         doomed: Vec::new(),
+        terminal: None,
+        input: VecDeque::new(),
         boot_epoch_s,
         boot_tsc,
     };
@@ -203,8 +210,12 @@ fn main(hip: &'static Hip, at: u64) {
             st.waiting.push(index);
         }
     }
+    let wants_terminal = st.config.terminal.is_some();
     // serve requests from now on (components start calling while we start others)
     *STATE.lock() = Some(st);
+    if wants_terminal {
+        with_state(start_terminal);
+    }
     let n = with_state(|s| s.config.components.len());
     for index in 0..n {
         with_state(|s| {
@@ -242,6 +253,59 @@ fn make_handler(s: &mut State, cpu: u32) -> u64 {
     let u = native::utcb_at(utcb);
     u.recv_obj = Crd::new(CrdKind::Object, new_sel(), 0, 0);
     ec
+}
+
+/// UTCB of the thread that reads the console's input.
+const TERMINAL_UTCB: u64 = HANDLER_UTCB + 0x80 * 0x1000;
+
+/// Starts the thread that moves console input to the terminal component.
+fn start_terminal(s: &mut State) {
+    let Some(stack) = s.pool.alloc(2, |_| {}) else {
+        return;
+    };
+    let ec = new_sel();
+    let p = EcParams {
+        pd: sel::PD_SELF,
+        cpu: 0,
+        kind: EcKind::Global,
+        flags: 0,
+        evt_base: 0,
+        utcb: TERMINAL_UTCB,
+        sp: sel::PHYS_WINDOW + stack + 4 * 4096 - 8,
+        ip: terminal_main as *const () as usize as u64,
+    };
+    if syscall::create_ec(ec, &p).is_ok() {
+        let _ = syscall::create_sc(new_sel(), ec, 100, 10_000);
+    }
+}
+
+/// The console's input: ISA IRQ 4 (the kernel's UART) wakes this thread, which
+/// fetches the bytes and tells the terminal component.
+extern "C" fn terminal_main() -> ! {
+    let irq = sel::GSI_BASE + 4;
+    let _ = syscall::assign_gsi(irq, 0);
+    let u = native::utcb_at(TERMINAL_UTCB);
+    loop {
+        let n = syscall::console_read(256).unwrap_or(0);
+        if n == 0 {
+            let _ = syscall::sm_ctrl(irq, SmOp::Down, 0);
+            continue;
+        }
+        let bytes: Vec<u8> = u
+            .words
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .take(n)
+            .collect();
+        with_state(|s| {
+            if s.input.len() < 64 * 1024 {
+                s.input.extend(bytes);
+            }
+            if let Some((_, sm)) = s.terminal {
+                let _ = syscall::sm_ctrl(sm, SmOp::Up, 0);
+            }
+        });
+    }
 }
 
 fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
@@ -393,6 +457,12 @@ fn start(s: &mut State, index: usize) -> Result<(), String> {
         }
         let parent = block + native::CPU_PARENT;
         portal(parent_entry, parent, own.then_some(native::PARENT))?;
+    }
+    if s.config.terminal.as_deref() == Some(c.name.as_str()) {
+        let sm = new_sel();
+        syscall::create_sm(sm, 0, None).map_err(hs)?;
+        syscall::delegate(pd, Crd::obj(sm, obj_rights::USE), native::TERMINAL_SM).map_err(hs)?;
+        s.terminal = Some((ci, sm));
     }
     for (i, &irq) in c.irqs.iter().enumerate() {
         let sm = sel::GSI_BASE + irq as u64;
@@ -680,6 +750,19 @@ extern "C" fn parent_entry(badge: u64) -> ! {
                     status = 0;
                 }
             }
+        }
+        parent::OP_TERMINAL_READ if untyped_in >= 2 && s.terminal.is_some_and(|(t, _)| t == ci) => {
+            let max = (u.words[1] as usize).min(8 * 400);
+            let n = max.min(s.input.len());
+            let bytes: Vec<u8> = s.input.drain(..n).collect();
+            for (w, chunk) in u.words[2..].iter_mut().zip(bytes.chunks(8)) {
+                let mut b = [0u8; 8];
+                b[..chunk.len()].copy_from_slice(chunk);
+                *w = u64::from_le_bytes(b);
+            }
+            u.words[1] = n as u64;
+            untyped_out = 2 + n.div_ceil(8) as u32;
+            status = 0;
         }
         parent::OP_MEMINFO => {
             if let Some(c) = s.components.get(ci) {
