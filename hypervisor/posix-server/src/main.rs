@@ -121,6 +121,19 @@ impl LogSink for ConsoleLog {
     }
 }
 
+/// The console, for the component the configuration names as `terminal`.
+struct ConsoleTerminal;
+
+impl posix::vfs::Terminal for ConsoleTerminal {
+    fn read(&mut self, buf: &mut [u8]) -> usize {
+        roottask::terminal_read(process::lock_holder(), buf)
+    }
+    fn write(&mut self, data: &[u8]) {
+        let s = String::from_utf8_lossy(data);
+        native::print_at(process::console_utcb(), format_args!("{s}"));
+    }
+}
+
 /// Program headers as the program sees them (AT_PHDR, AT_PHENT, AT_PHNUM).
 fn program_headers(image: &[u8], base: u64) -> Option<(u64, u64, u64)> {
     let u16_at = |o: usize| Some(u16::from_le_bytes(image.get(o..o + 2)?.try_into().ok()?) as u64);
@@ -204,7 +217,8 @@ fn start(c: Caller) -> Result<(), String> {
     let backends = Backends {
         roms: Box::new(ModuleSource(roms.mapped.clone())),
         log: Box::new(ConsoleLog),
-        terminal: None,
+        terminal: (config.terminal.as_deref() == Some(me))
+            .then(|| Box::new(ConsoleTerminal) as Box<dyn posix::vfs::Terminal>),
     };
     let vfs = Vfs::new(&vfs_text, backends).map_err(|e| format!("vfs: {e}"))?;
 

@@ -55,6 +55,7 @@ unsafe impl Send for Shared {}
 static PROCESS: native::sync::Mutex<Shared> = native::sync::Mutex::new(Shared(None));
 /// The UTCB through which log output of the current lock holder is printed.
 static CONSOLE_UTCB: AtomicU64 = AtomicU64::new(native::UTCB);
+static CONSOLE_CPU: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the process; `lock_sel` is a free selector for the lock's semaphore.
 pub fn install(p: Process, lock_sel: u64) {
@@ -66,12 +67,21 @@ pub fn install(p: Process, lock_sel: u64) {
 pub fn with<T>(c: Caller, f: impl FnOnce(&mut Process) -> T) -> T {
     let mut guard = PROCESS.lock();
     CONSOLE_UTCB.store(c.utcb, Ordering::Relaxed);
+    CONSOLE_CPU.store(c.cpu as u64, Ordering::Relaxed);
     f(guard.0.as_mut().expect("process installed"))
 }
 
 /// Where log output goes now (the lock holder's UTCB).
 pub fn console_utcb() -> u64 {
     CONSOLE_UTCB.load(Ordering::Relaxed)
+}
+
+/// The lock holder, for requests made from inside the file system.
+pub fn lock_holder() -> Caller {
+    Caller {
+        utcb: CONSOLE_UTCB.load(Ordering::Relaxed),
+        cpu: CONSOLE_CPU.load(Ordering::Relaxed) as u32,
+    }
 }
 
 impl Process {

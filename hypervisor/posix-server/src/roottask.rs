@@ -89,3 +89,19 @@ pub fn crash(c: Caller, why: &str) {
     }
     let _ = c.call(&words[..2 + len.div_ceil(8)]);
 }
+
+/// Console input for the terminal component: copies what arrived into `buf`.
+pub fn terminal_read(c: Caller, buf: &mut [u8]) -> usize {
+    let max = buf.len().min(8 * 400);
+    match c.call(&[parent::OP_TERMINAL_READ, max as u64]) {
+        Ok(u) if u.words[0] == 0 => {
+            let n = (u.words[1] as usize).min(max);
+            let bytes = u.words[2..].iter().flat_map(|w| w.to_le_bytes());
+            for (d, b) in buf[..n].iter_mut().zip(bytes) {
+                *d = b;
+            }
+            n
+        }
+        _ => 0,
+    }
+}

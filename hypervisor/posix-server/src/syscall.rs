@@ -81,6 +81,19 @@ pub fn dispatch(c: Caller, slot: usize, regs: &mut Regs) -> After {
             }
         }
         nr::CLOCK_NANOSLEEP => clock_nanosleep(c, slot, a),
+        nr::READ | nr::READV => loop {
+            // a blocking read of the terminal waits for console input
+            let (result, wait) = process::with(c, |p| {
+                let fd = a[0] as i32;
+                let r = serve(p, c, slot, n, a);
+                let terminal = p.vfs.is_terminal(fd).unwrap_or(false)
+                    && !p.vfs.nonblocking(fd).unwrap_or(true);
+                (r, terminal && r == Err(Errno::EAGAIN))
+            });
+            if !wait || hc::sm_ctrl(native::TERMINAL_SM, SmOp::Down, 0).is_err() {
+                break result;
+            }
+        },
         nr::SCHED_YIELD => Ok(0),
         hyper_abi::posix::SYSCALL_UTCB => Ok(layout::thread_utcb(slot)),
         _ => process::with(c, |p| serve(p, c, slot, n, a)),

@@ -5,6 +5,8 @@
 //! service up and checks CALLS answers, then exits. `std-echo bench [N]`:
 //! measures (RDTSC; deterministic under QEMU's `-icount`) a reflected system
 //! call (`getppid`, served by the posix-server) beside a portal round trip.
+//! `std-echo lines`: echoes the lines typed on its standard input (the
+//! console, when the configuration makes it the terminal) until `quit`.
 
 fn echo(request: &[u64], reply: &mut [u64; 64]) -> usize {
     let a = request.first().copied().unwrap_or(0);
@@ -16,6 +18,22 @@ fn echo(request: &[u64], reply: &mut [u64; 64]) -> usize {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("lines") {
+        let mut count = 0;
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if line.trim() == "quit" {
+                break;
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            count += 1;
+            println!("std-echo lines: got \"{}\"", line.trim_end());
+        }
+        println!("std-echo lines: {count} lines read, done");
+        return;
+    }
     if !tern::on_tern() {
         println!("std-echo: not running on Tern: nothing to do");
         return;
@@ -72,7 +90,7 @@ fn main() {
             // warm up both paths, then time them side by side
             for _ in 0..100 {
                 let _ = portal.call(&[1, 2]);
-                std::process::id();
+                let _ = std::process::id();
             }
             let t0 = tsc();
             for _ in 0..n {
@@ -95,7 +113,7 @@ fn main() {
             );
         }
         _ => {
-            println!("usage: std-echo server | std-echo client [CALLS] | std-echo bench [N]");
+            println!("usage: std-echo server | client [CALLS] | bench [N] | lines");
             std::process::exit(2);
         }
     }
