@@ -309,6 +309,19 @@ fn start(
     match variant.emulator {
         Emulator::Qemu => {
             let (accel, why) = accel::choose(variant.accel, &accel::HostFacts::probe());
+            // scripted console input (only when the output goes to a file)
+            let input = match (&scenario.serial_input, serial) {
+                (Some(text), Some(_)) => {
+                    let path = work.join("serial.input");
+                    std::fs::write(&path, text).map_err(|source| Error::Io {
+                        what: "write",
+                        path: path.clone(),
+                        source,
+                    })?;
+                    Some(path)
+                }
+                _ => None,
+            };
             println!(
                 "run: {}: qemu with {accel} ({why})",
                 label(scenario, variant)
@@ -324,6 +337,7 @@ fn start(
                 },
                 serial: serial.map_or(qemu::Serial::Terminal, qemu::Serial::File),
                 extra: &scenario.qemu_args,
+                input: input.as_deref(),
             };
             let child = qemu::start(files, work, &run)?;
             Ok(Started {

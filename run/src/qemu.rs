@@ -42,6 +42,8 @@ pub struct QemuRun<'a> {
     pub serial: Serial<'a>,
     /// The scenario's `qemu_args`, last so they can add devices or override machine options.
     pub extra: &'a [String],
+    /// A file whose bytes are typed into the serial port (with a `Serial::File` log).
+    pub input: Option<&'a Path>,
 }
 
 /// QEMU's arguments, to run with the boot directory as the current directory.
@@ -59,6 +61,8 @@ pub fn args(run: &QemuRun) -> Vec<OsString> {
         Payload::Linux => INITRD_NAME.to_owned(),
     };
     let serial: OsString = match run.serial {
+        // input from a file: QEMU's stdin, its stdout is the log (see `start`)
+        Serial::File(_) if run.input.is_some() => "stdio".into(),
         Serial::File(path) => {
             let mut s = OsString::from("file:");
             s.push(path);
@@ -116,17 +120,34 @@ pub fn start(files: &BootFiles, work: &Path, run: &QemuRun) -> Result<Child, Err
     files.stage(&boot_dir, &kernel)?;
     let mut command = Command::new(QEMU);
     command.current_dir(&boot_dir).args(args(run));
-    if let Serial::File(_) = run.serial {
+    if let Serial::File(log) = run.serial {
         let stderr_path = work.join("qemu.stderr");
         let stderr = File::create(&stderr_path).map_err(|source| Error::Io {
             what: "create",
             path: stderr_path,
             source,
         })?;
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
+        command.stderr(stderr);
+        match run.input {
+            Some(input) => {
+                let open = |path: &Path, create: bool| {
+                    let file = if create {
+                        File::create(path)
+                    } else {
+                        File::open(path)
+                    };
+                    file.map_err(|source| Error::Io {
+                        what: if create { "create" } else { "open" },
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                };
+                command.stdin(open(input, false)?).stdout(open(log, true)?);
+            }
+            None => {
+                command.stdin(Stdio::null()).stdout(Stdio::null());
+            }
+        }
     }
     command.spawn().map_err(|source| Error::ToolMissing {
         tool: QEMU.into(),
@@ -187,6 +208,7 @@ mod tests {
             payload: Payload::Multiboot(&modules),
             serial: Serial::File(Path::new("/w/qemu-4cpu.serial.log")),
             extra: &extra,
+            input: None,
         };
         assert_eq!(
             strings(args(&run)).join(" "),
@@ -207,6 +229,7 @@ mod tests {
             payload: Payload::Multiboot(&[]),
             serial: Serial::Terminal,
             extra: &[],
+            input: None,
         };
         let args = strings(args(&run));
         let joined = args.join(" ");
@@ -225,6 +248,7 @@ mod tests {
             payload: Payload::Linux,
             serial: Serial::File(Path::new("s.log")),
             extra: &[],
+            input: None,
         };
         let joined = strings(args(&run)).join(" ");
         assert!(

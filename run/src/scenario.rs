@@ -153,6 +153,8 @@ pub struct Scenario {
     pub expect: Vec<String>,
     pub fail: Vec<String>,
     pub qemu_args: Vec<String>,
+    /// Typed into the first serial port from the start (QEMU only).
+    pub serial_input: Option<String>,
     pub emulators: Vec<Emulator>,
     pub checks: Vec<Check>,
     /// Whether a plain `run suite` boots it (benchmarks stay out).
@@ -183,6 +185,7 @@ struct File {
     fail: Vec<String>,
     #[serde(default)]
     qemu_args: Vec<String>,
+    serial_input: Option<String>,
     #[serde(default = "default_emulators")]
     emulators: Vec<Emulator>,
     #[serde(default, rename = "check")]
@@ -378,6 +381,7 @@ impl Scenario {
             expect: file.expect,
             fail: file.fail,
             qemu_args: file.qemu_args,
+            serial_input: file.serial_input,
             emulators: file.emulators,
             checks,
             in_suite: file.suite,
@@ -440,7 +444,7 @@ pub fn load_named(dir: &Path, name: &str) -> Result<Scenario, Error> {
 
 /// Keys of the scenario itself, which TOML puts into a `[[module]]` or `[[check]]` table when
 /// they are written after one.
-const TOP_LEVEL_KEYS: [&str; 15] = [
+const TOP_LEVEL_KEYS: [&str; 16] = [
     "description",
     "timeout",
     "bochs_timeout",
@@ -452,6 +456,7 @@ const TOP_LEVEL_KEYS: [&str; 15] = [
     "expect",
     "fail",
     "qemu_args",
+    "serial_input",
     "emulators",
     "module",
     "check",
