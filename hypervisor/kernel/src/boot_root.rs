@@ -76,6 +76,7 @@ pub fn create(
         parent: None,
         root_cap: (Id { index: 0, gen: 0 }, sel::PD_SELF),
         tlb_gen: 0,
+        vm: None,
     });
     k.pds.get_mut(pd).expect("root").root_cap = (pd, sel::PD_SELF);
     k.install_root(pd, sel::PD_SELF, ObjRef::Pd(pd))
@@ -257,6 +258,7 @@ pub fn create(
         reflect_syscalls: false,
         fs_base: 0,
         zombie: false,
+        vcpu: None,
     });
     k.install_root(pd, sel::ROOT_EC, ObjRef::Ec(ec))
         .map_err(|_| "cap space")?;

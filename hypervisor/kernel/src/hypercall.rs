@@ -13,6 +13,9 @@ pub enum Outcome {
     Done(Status, u64, u64),
     /// The caller blocked; whoever wakes it sets its result.
     Blocked,
+    /// `vcpu_run`: enter the guest (without the kernel lock); the caller's result
+    /// is set when the guest exits.
+    Guest(crate::vcpu::Entry),
 }
 
 fn done(r: KResult<()>) -> Outcome {
@@ -46,7 +49,7 @@ pub fn handle(k: &mut Kernel, ec: EcId, f: &Frame) -> Outcome {
             Ok(()) => Outcome::Blocked,
             Err(s) => Outcome::Done(s, 0, 0),
         },
-        Hypercall::CreatePd => done(create_pd(k, pd, a, b)),
+        Hypercall::CreatePd => done(create_pd(k, pd, a, b, c)),
         Hypercall::CreateEc => done(create_ec(k, pd, a, b, c, d, e5, f6)),
         Hypercall::CreateSc => done(create_sc(k, pd, a, b, c, d)),
         Hypercall::CreatePt => done(create_pt(k, pd, a, b, c, d)),
@@ -71,7 +74,7 @@ pub fn handle(k: &mut Kernel, ec: EcId, f: &Frame) -> Outcome {
             Err(s) => Outcome::Done(s, 0, 0),
         },
         Hypercall::ConsoleWrite => done(console_write(k, ec, a)),
-        Hypercall::VcpuRun => Outcome::Done(Status::NoFeature, 0, 0),
+        Hypercall::VcpuRun => crate::vcpu::run(k, ec, pd, a, b),
         Hypercall::ConsoleRead => match console_read(k, ec, pd, a) {
             Ok(n) => Outcome::Done(Status::Success, n, 0),
             Err(s) => Outcome::Done(s, 0, 0),
@@ -79,13 +82,35 @@ pub fn handle(k: &mut Kernel, ec: EcId, f: &Frame) -> Outcome {
     }
 }
 
-fn create_pd(k: &mut Kernel, pd: PdId, dst: u64, quota: u64) -> KResult<()> {
+fn create_pd(k: &mut Kernel, pd: PdId, dst: u64, quota: u64, flags: u64) -> KResult<()> {
     k.sel_free(pd, dst)?;
+    if flags & !hyper_abi::PD_VM != 0 {
+        return Err(Status::BadParameter);
+    }
+    let vm_format = if flags & hyper_abi::PD_VM != 0 {
+        Some(crate::vcpu::vm_format()?)
+    } else {
+        None
+    };
     let quota = quota.max(KMEM_PD);
     k.charge(pd, quota)?;
-    let space = match paging::AddressSpace::new() {
+    let vm = match vm_format.map(|_| k.virt.alloc_tag()).transpose() {
+        Ok(vm) => vm,
+        Err(s) => {
+            k.uncharge(pd, quota);
+            return Err(s);
+        }
+    };
+    let space = match vm_format {
+        Some(f) => paging::AddressSpace::new_guest(f),
+        None => paging::AddressSpace::new(),
+    };
+    let space = match space {
         Ok(s) => s,
         Err(_) => {
+            if let Some(vm) = &vm {
+                k.virt.free_tag(vm);
+            }
             k.uncharge(pd, quota);
             return Err(Status::OutOfMemory);
         }
@@ -98,6 +123,7 @@ fn create_pd(k: &mut Kernel, pd: PdId, dst: u64, quota: u64) -> KResult<()> {
         parent: Some(pd),
         root_cap: (pd, dst),
         tlb_gen: 0,
+        vm,
     });
     k.install_root(pd, dst, ObjRef::Pd(id))
         .expect("selector checked free");
@@ -125,8 +151,17 @@ fn create_ec(
     let kind = match (packed >> 16) & 0xff {
         0 => EcKind::Global,
         1 => EcKind::Local,
+        2 => {
+            if packed >> 24 != 0 {
+                return Err(Status::BadParameter);
+            }
+            return crate::vcpu::create(k, pd, dst, pd_sel, cpu, utcb);
+        }
         _ => return Err(Status::BadParameter),
     };
+    if k.pds.get(target).is_some_and(|p| p.vm.is_some()) {
+        return Err(Status::BadParameter); // a VM runs only vCPUs
+    }
     let flags = (packed >> 24 & 0xff) as u8;
     if flags & !hyper_abi::ec_flags::REFLECT_SYSCALLS != 0 {
         return Err(Status::BadParameter);
@@ -196,6 +231,7 @@ fn create_ec(
         reflect_syscalls: flags & hyper_abi::ec_flags::REFLECT_SYSCALLS != 0,
         fs_base: 0,
         zombie: false,
+        vcpu: None,
     });
     k.install_root(pd, dst, ObjRef::Ec(id))
         .expect("selector checked free");

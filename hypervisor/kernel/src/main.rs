@@ -20,6 +20,7 @@ mod multiboot;
 mod object;
 mod sched;
 mod trap;
+mod vcpu;
 
 use arch::{apic, cpu, entry, paging, smp};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -63,6 +64,8 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
     cpu::init_idt(entry::stub_base());
     apic::init_local();
     smp::init_cpu(0, apic::id());
+    vcpu::detect();
+    vcpu::init_cpu(0);
     apic::calibrate();
     kprintln!(
         "apic: {} mode, TSC {} MHz",
@@ -131,6 +134,7 @@ extern "C" fn ap_main(cpu: u32) -> ! {
     cpu::write_cr3(paging::kernel_root());
     apic::init_local();
     smp::init_cpu(cpu, apic::id());
+    vcpu::init_cpu(cpu as usize);
     cpu_online(cpu);
     while !KERNEL_READY.load(Ordering::Acquire) {
         core::hint::spin_loop();

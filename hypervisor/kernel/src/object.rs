@@ -63,6 +63,9 @@ impl<T> Slab<T> {
             _ => None,
         }
     }
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter().filter_map(|(_, t)| t.as_ref())
+    }
     pub fn remove(&mut self, id: Id) -> Option<T> {
         match self.items.get_mut(id.index as usize) {
             Some((gen, slot @ Some(_))) if *gen == id.gen => {
@@ -112,12 +115,16 @@ pub struct Pd {
     pub root_cap: (PdId, u64),
     /// Bumped whenever memory is unmapped (CPUs flush their TLB when it changes).
     pub tlb_gen: u64,
+    /// A virtual machine: `space` is guest-physical (nested paging).
+    pub vm: Option<crate::vcpu::Vm>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EcKind {
     Global,
     Local,
+    /// A virtual CPU: never scheduled itself, run through `vcpu_run`.
+    Vcpu,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +174,8 @@ pub struct Ec {
     /// The FS segment base (thread pointer of foreign binaries), set only by the
     /// kernel on behalf of a handler (`SET_STATE` replies, `ec_ctrl(SetState)`).
     pub fs_base: u64,
+    /// The hardware state of a vCPU (kind `Vcpu` only).
+    pub vcpu: Option<Box<crate::vcpu::Vcpu>>,
 }
 
 impl Ec {
@@ -228,6 +237,7 @@ pub struct Kernel {
     pub obj: MapDb<PdId, ObjRef>,
     pub sched: crate::sched::Scheduler,
     pub gsi_sms: Vec<Option<SmId>>,
+    pub virt: crate::vcpu::VirtState,
 }
 
 pub type KResult<T> = Result<T, Status>;
@@ -245,6 +255,7 @@ impl Kernel {
             obj: MapDb::new(hyper_abi::sel::LIMIT),
             sched: crate::sched::Scheduler::new(cpus),
             gsi_sms: Vec::new(),
+            virt: Default::default(),
         }
     }
 
@@ -420,6 +431,9 @@ impl Kernel {
             if let Some(parent) = pd.parent {
                 self.uncharge(parent, pd.kmem_quota);
             }
+            if pd.vm.is_some() {
+                crate::vcpu::release_space(self, id, pd.vm, pd.space);
+            }
         }
         objs
     }
@@ -495,8 +509,12 @@ impl Kernel {
     }
 
     fn free_ec(&mut self, id: EcId) {
-        if let Some(ec) = self.ecs.remove(id) {
+        if let Some(mut ec) = self.ecs.remove(id) {
             self.sched.forget_ec(id);
+            if let Some(v) = ec.vcpu.take() {
+                crate::vcpu::destroy(self, ec.cpu, v);
+                return;
+            }
             if let Some((va, _)) = ec.utcb {
                 let removed = self.mem.revoke(ec.pd, va >> 12, 0, true);
                 self.removed_memory(removed);

@@ -200,6 +200,7 @@ pub fn account(k: &mut Kernel, cpu: usize) {
 
 /// Chooses what this CPU runs next and prepares the hardware for it.
 pub fn dispatch(k: &mut Kernel, cpu: usize) -> Next {
+    crate::vcpu::reap(k, cpu);
     let now = cpu::rdtsc();
     for ec in k.sched.expired(cpu, now) {
         crate::ipc::timeout(k, ec);
@@ -254,6 +255,19 @@ fn arm(now: u64, a: Option<u64>, b: Option<u64>) {
     }
 }
 
+/// Makes the FPU state of `ec` (a thread or a vCPU) the live one on `cpu`.
+pub fn load_fpu(k: &mut Kernel, cpu: usize, ec: EcId) {
+    if k.sched.cpus[cpu].fpu_owner != Some(ec) {
+        if let Some(old) = k.sched.cpus[cpu].fpu_owner.and_then(|o| k.ecs.get_mut(o)) {
+            old.fpu.save();
+        }
+        if let Some(e) = k.ecs.get(ec) {
+            e.fpu.restore();
+            k.sched.cpus[cpu].fpu_owner = Some(ec);
+        }
+    }
+}
+
 /// Loads address space, I/O bitmap and FPU state of `ec`; returns its registers.
 fn switch_to(k: &mut Kernel, cpu: usize, ec: EcId) -> Next {
     let e = k.ecs.get(ec).expect("dispatching a missing EC");
@@ -276,13 +290,6 @@ fn switch_to(k: &mut Kernel, cpu: usize, ec: EcId) -> Next {
         crate::arch::smp::load_io_bitmap(&pd.io_bitmap);
         c.io_loaded = Some(pd_id);
     }
-    if c.fpu_owner != Some(ec) {
-        if let Some(old) = c.fpu_owner.and_then(|o| k.ecs.get_mut(o)) {
-            old.fpu.save();
-        }
-        let e = k.ecs.get(ec).expect("EC vanished");
-        e.fpu.restore();
-        k.sched.cpus[cpu].fpu_owner = Some(ec);
-    }
+    load_fpu(k, cpu, ec);
     Next::User(k.ecs.get(ec).expect("EC vanished").regs)
 }

@@ -151,6 +151,7 @@ fn save_user(k: &mut Kernel, cpu: usize, frame: &Frame) -> Option<crate::object:
 #[no_mangle]
 extern "C" fn syscall_handler(frame: &mut Frame) -> ! {
     let cpu = smp::cpu_id();
+    let mut guest = None;
     let next = {
         let mut guard = KERNEL.lock();
         let k = guard.as_mut().expect("kernel state");
@@ -176,10 +177,27 @@ extern "C" fn syscall_handler(frame: &mut Frame) -> ! {
                         }
                     }
                     Outcome::Blocked => {}
+                    Outcome::Guest(entry) => guest = Some((ec, entry)),
                 }
             }
         }
-        crate::sched::dispatch(k, cpu)
+        if guest.is_some() {
+            None
+        } else {
+            Some(crate::sched::dispatch(k, cpu))
+        }
+    };
+    let next = match (next, guest) {
+        (Some(next), _) => next,
+        (None, Some((caller, mut entry))) => {
+            // the guest runs without the kernel lock
+            let exit = crate::vcpu::enter(&mut entry);
+            let mut guard = KERNEL.lock();
+            let k = guard.as_mut().expect("kernel state");
+            crate::vcpu::finish(k, cpu, caller, entry, exit);
+            crate::sched::dispatch(k, cpu)
+        }
+        (None, None) => Next::Idle,
     };
     leave(next)
 }

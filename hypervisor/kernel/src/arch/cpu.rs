@@ -11,7 +11,7 @@ pub const KERNEL_CS: u16 = 0x08;
 pub const KERNEL_DS: u16 = 0x10;
 pub const USER_DS: u16 = 0x20 | 3;
 pub const USER_CS: u16 = 0x28 | 3;
-const TSS_SEL: u16 = 0x30;
+pub const TSS_SEL: u16 = 0x30;
 
 pub const MSR_EFER: u32 = 0xc000_0080;
 pub const MSR_STAR: u32 = 0xc000_0081;
@@ -156,6 +156,11 @@ pub fn init_idt(stub_base: u64) {
     }
 }
 
+/// The address of the IDT (the same on every CPU).
+pub fn idt_base() -> u64 {
+    core::ptr::addr_of!(IDT) as u64
+}
+
 /// Loads GDT, TSS and IDT for this CPU. `tables` must live forever.
 pub fn load_tables(tables: &'static mut Tables, kstack_top: u64, ist_top: u64) {
     tables.tss.rsp[0] = kstack_top;
@@ -232,6 +237,7 @@ pub fn init_features(syscall_entry: u64, percpu: u64) {
         asm!("mov cr4, {}", in(reg) cr4);
         asm!("fninit");
     }
+    enable_xsave();
     wrmsr(MSR_EFER, rdmsr(MSR_EFER) | 1); // SCE
     wrmsr(
         MSR_STAR,
@@ -247,26 +253,97 @@ pub fn init_features(syscall_entry: u64, percpu: u64) {
     wrmsr(MSR_KERNEL_GS_BASE, 0);
 }
 
-/// FXSAVE area of a user execution context.
-#[repr(C, align(16))]
+/// XCR0 the kernel runs with (0: no XSAVE, the FPU is switched with FXSAVE).
+static HOST_XCR0: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Room for the state of every component the kernel enables (x87, SSE, AVX, AVX-512).
+const FPU_AREA: usize = 4096;
+
+/// The XCR0 the kernel runs with; 0 without XSAVE.
+pub fn host_xcr0() -> u64 {
+    HOST_XCR0.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns XSAVE on (CR4.OSXSAVE) with every user state component the CPU has that
+/// fits the save area: x87, SSE, AVX and the three AVX-512 components.
+fn enable_xsave() {
+    if cpuid(1, 0)[2] & (1 << 26) == 0 {
+        return;
+    }
+    // SAFETY: CPUID says XSAVE exists, so CR4.OSXSAVE may be set.
+    unsafe {
+        let mut cr4: u64;
+        asm!("mov {}, cr4", out(reg) cr4);
+        asm!("mov cr4, {}", in(reg) cr4 | (1 << 18));
+    }
+    let d = cpuid(0xd, 0);
+    let supported = d[0] as u64 | (d[3] as u64) << 32;
+    let mut xcr0 = supported & 0b1110_0111;
+    if xcr0 & 0xe0 != 0xe0 {
+        xcr0 &= 0b111;
+    }
+    xsetbv(xcr0);
+    if cpuid(0xd, 0)[1] as usize > FPU_AREA {
+        xcr0 &= 0b111;
+        xsetbv(xcr0);
+    }
+    HOST_XCR0.store(xcr0, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `xcr0` is a value XSETBV accepts on this CPU (and the kernel can save).
+pub fn xcr0_valid(xcr0: u64) -> bool {
+    let host = host_xcr0();
+    xcr0 & 1 != 0
+        && xcr0 & !host == 0
+        && (xcr0 & 4 == 0 || xcr0 & 2 != 0)
+        && (xcr0 & 0xe0 == 0 || (xcr0 & 0xe0 == 0xe0 && xcr0 & 4 != 0))
+}
+
+/// Loads XCR0. Callers pass the host value or one checked by [`xcr0_valid`].
+pub fn xsetbv(xcr0: u64) {
+    // SAFETY: CR4.OSXSAVE is set before the first call; values are host-supported
+    // combinations (see `xcr0_valid`), so XSETBV does not fault.
+    unsafe {
+        asm!("xsetbv", in("ecx") 0, in("eax") xcr0 as u32, in("edx") (xcr0 >> 32) as u32, options(nomem, nostack))
+    };
+}
+
+/// The FPU/SSE/AVX state of an execution context (XSAVE area, or FXSAVE without XSAVE).
+#[repr(C, align(64))]
 #[derive(Clone)]
-pub struct FpuState(pub [u8; 512]);
+pub struct FpuState(pub [u8; FPU_AREA]);
 
 impl FpuState {
-    /// The state after FNINIT with default MXCSR.
+    /// The state after FNINIT with default MXCSR (XSAVE header zero: all components init).
     pub fn initial() -> Self {
-        let mut s = FpuState([0; 512]);
+        let mut s = FpuState([0; FPU_AREA]);
         s.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes()); // FCW
         s.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes()); // MXCSR
         s
     }
     pub fn save(&mut self) {
-        // SAFETY: the area is 512 bytes, 16-byte aligned, owned by us.
-        unsafe { asm!("fxsave64 [{}]", in(reg) self.0.as_mut_ptr(), options(nostack)) };
+        if host_xcr0() != 0 {
+            // SAFETY: the area is 64-byte aligned and larger than the XSAVE size of the
+            // host XCR0 (checked at boot); the current XCR0 is the host's.
+            unsafe {
+                asm!("xsave64 [{}]", in(reg) self.0.as_mut_ptr(), in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
+            };
+        } else {
+            // SAFETY: the area is 512+ bytes, 16-byte aligned, owned by us.
+            unsafe { asm!("fxsave64 [{}]", in(reg) self.0.as_mut_ptr(), options(nostack)) };
+        }
     }
     pub fn restore(&self) {
-        // SAFETY: the area holds a state saved by FXSAVE or built by `initial`
-        // (reserved bits zero, MXCSR valid).
-        unsafe { asm!("fxrstor64 [{}]", in(reg) self.0.as_ptr(), options(nostack)) };
+        if host_xcr0() != 0 {
+            // SAFETY: the area holds a state XSAVE wrote with the host XCR0 or the one
+            // `initial` builds (zero header, valid MXCSR), so XRSTOR does not fault.
+            unsafe {
+                asm!("xrstor64 [{}]", in(reg) self.0.as_ptr(), in("eax") u32::MAX, in("edx") u32::MAX, options(nostack))
+            };
+        } else {
+            // SAFETY: the area holds a state saved by FXSAVE or built by `initial`
+            // (reserved bits zero, MXCSR valid).
+            unsafe { asm!("fxrstor64 [{}]", in(reg) self.0.as_ptr(), options(nostack)) };
+        }
     }
 }

@@ -7,3 +7,5 @@ pub mod paging;
 pub mod phys;
 pub mod port;
 pub mod smp;
+pub mod svm;
+pub mod vmx;

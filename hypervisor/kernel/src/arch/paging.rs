@@ -95,10 +95,27 @@ pub fn kernel_root() -> u64 {
     kernel_pml4()
 }
 
-/// The user half of an address space. Dropping it frees all its page-table pages
-/// (not the memory they map: that belongs to the mapping database).
+/// The page-table format of an address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// x86-64 paging: a PD's user half (sharing the kernel half), or an AMD nested
+    /// page table (guest-physical, no kernel half; NPT uses the same format).
+    Host,
+    /// Intel extended page tables (guest-physical), at most 2 MiB pages when
+    /// `large` (the CPU supports them), 4 KiB otherwise.
+    Ept { large: bool },
+}
+
+/// EPT entry bits: read, write, execute; write-back memory type for leaves.
+const EPT_RWX: u64 = 7;
+const EPT_WB: u64 = 6 << 3;
+
+/// The user half of an address space, or a guest-physical space. Dropping it frees
+/// all its page-table pages (not the memory they map: that belongs to the mapping
+/// database).
 pub struct AddressSpace {
     root: u64,
+    format: Format,
 }
 
 #[derive(Debug)]
@@ -111,7 +128,53 @@ impl AddressSpace {
         for i in 256..512 {
             set_entry(root, i, entry(k, i));
         }
-        Ok(AddressSpace { root })
+        Ok(AddressSpace {
+            root,
+            format: Format::Host,
+        })
+    }
+
+    /// An empty guest-physical space (nested paging) of the given format.
+    pub fn new_guest(format: Format) -> Result<Self, OutOfMemory> {
+        let root = new_table().ok_or(OutOfMemory)?;
+        Ok(AddressSpace { root, format })
+    }
+
+    fn present(&self, e: u64) -> bool {
+        match self.format {
+            Format::Host => e & P != 0,
+            Format::Ept { .. } => e & EPT_RWX != 0,
+        }
+    }
+
+    /// A non-leaf entry pointing at `table`.
+    fn table_entry(&self, table: u64) -> u64 {
+        match self.format {
+            Format::Host => table | P | W | U,
+            Format::Ept { .. } => table | EPT_RWX,
+        }
+    }
+
+    /// A leaf entry for `pa` with host-format `flags` (W, NX).
+    fn leaf_entry(&self, pa: u64, flags: u64, large: bool) -> u64 {
+        let ps = if large { PS } else { 0 };
+        match self.format {
+            Format::Host => pa | flags | P | U | ps,
+            Format::Ept { .. } => {
+                let w = if flags & W != 0 { 2 } else { 0 };
+                let x = if flags & NX == 0 { 4 } else { 0 };
+                pa | 1 | w | x | EPT_WB | ps
+            }
+        }
+    }
+
+    /// The largest leaf level this format may use.
+    fn max_level(&self) -> u32 {
+        match self.format {
+            Format::Host if has_1g_pages() => 2,
+            Format::Host | Format::Ept { large: true } => 1,
+            Format::Ept { large: false } => 0,
+        }
     }
 
     pub fn root(&self) -> u64 {
@@ -126,14 +189,15 @@ impl AddressSpace {
         while off < size {
             let (v, p) = (va + off, pa + off);
             let left = size - off;
-            let level = if (v | p) & ((1 << 30) - 1) == 0 && left >= 1 << 30 && has_1g_pages() {
+            let max = self.max_level();
+            let level = if (v | p) & ((1 << 30) - 1) == 0 && left >= 1 << 30 && max >= 2 {
                 2
-            } else if (v | p) & ((1 << 21) - 1) == 0 && left >= 1 << 21 {
+            } else if (v | p) & ((1 << 21) - 1) == 0 && left >= 1 << 21 && max >= 1 {
                 1
             } else {
                 0
             };
-            self.map_one(v, p, level, flags | P | U)?;
+            self.map_one(v, p, level, flags)?;
             off += PAGE_SIZE << (9 * level);
         }
         Ok(())
@@ -145,15 +209,11 @@ impl AddressSpace {
         for depth in (level + 1..4).rev() {
             let idx = (va >> (12 + 9 * depth)) & 511;
             let e = entry(table, idx);
-            table = if e & P == 0 {
+            table = if !self.present(e) || e & PS != 0 {
+                // empty, or a larger page is in the way: a new table replaces it (the
+                // mapping database never maps overlapping ranges, so it is stale)
                 let t = new_table().ok_or(OutOfMemory)?;
-                set_entry(table, idx, t | P | W | U);
-                t
-            } else if e & PS != 0 {
-                // a larger page is in the way: replace it by a table (the mapping
-                // database never maps overlapping ranges, so it is stale)
-                let t = new_table().ok_or(OutOfMemory)?;
-                set_entry(table, idx, t | P | W | U);
+                set_entry(table, idx, self.table_entry(t));
                 t
             } else {
                 e & ADDR_MASK
@@ -161,10 +221,10 @@ impl AddressSpace {
         }
         let idx = (va >> (12 + 9 * level)) & 511;
         let old = entry(table, idx);
-        if old & P != 0 && old & PS == 0 && level > 0 {
-            free_subtree(old & ADDR_MASK, level - 1);
+        if self.present(old) && old & PS == 0 && level > 0 {
+            self.free_subtree(old & ADDR_MASK, level - 1);
         }
-        set_entry(table, idx, pa | flags | if level > 0 { PS } else { 0 });
+        set_entry(table, idx, self.leaf_entry(pa, flags, level > 0));
         Ok(())
     }
 
@@ -186,7 +246,7 @@ impl AddressSpace {
             let span = PAGE_SIZE << (9 * depth);
             let next = (va & !(span - 1)) + span;
             let e = entry(table, idx);
-            if e & P == 0 {
+            if !self.present(e) {
                 return next;
             }
             if depth == 0 || e & PS != 0 {
@@ -201,24 +261,28 @@ impl AddressSpace {
     }
 }
 
-fn free_subtree(table: u64, level: u32) {
-    if level > 0 {
-        for i in 0..512 {
-            let e = entry(table, i);
-            if e & P != 0 && e & PS == 0 {
-                free_subtree(e & ADDR_MASK, level - 1);
+impl AddressSpace {
+    fn free_subtree(&self, table: u64, level: u32) {
+        if level > 0 {
+            for i in 0..512 {
+                let e = entry(table, i);
+                if self.present(e) && e & PS == 0 {
+                    self.free_subtree(e & ADDR_MASK, level - 1);
+                }
             }
         }
+        free_table(table);
     }
-    free_table(table);
 }
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
+        // the user half (a guest space never maps the upper half: guest-physical
+        // addresses end at the mapping database's limit, 2^47)
         for i in 0..256 {
             let e = entry(self.root, i);
-            if e & P != 0 {
-                free_subtree(e & ADDR_MASK, 2);
+            if self.present(e) && e & PS == 0 {
+                self.free_subtree(e & ADDR_MASK, 2);
             }
         }
         free_table(self.root);

@@ -33,6 +33,38 @@ pub fn load_io_bitmap(bitmap: &[u8; 8192]) {
     }
 }
 
+fn tables() -> *mut super::cpu::Tables {
+    let v: u64;
+    // SAFETY: GS points at this CPU's `PerCpu`; `tables` (offset 24) is set once.
+    unsafe { core::arch::asm!("mov {}, gs:24", out(reg) v, options(nostack, readonly)) };
+    v as *mut super::cpu::Tables
+}
+
+/// GDT, IDT and TSS addresses of this CPU (the host state of a VMCS).
+pub fn descriptor_bases() -> (u64, u64, u64) {
+    let t = tables();
+    // SAFETY: only addresses inside this CPU's leaked tables are taken.
+    let (gdt, tss) = unsafe {
+        (
+            core::ptr::addr_of!((*t).gdt) as u64,
+            core::ptr::addr_of!((*t).tss) as u64,
+        )
+    };
+    (gdt, super::cpu::idt_base(), tss)
+}
+
+/// Reloads the task register after a VM exit (VMX leaves its limit at 0x67, which
+/// would cut off the I/O permission bitmap).
+pub fn reload_tr() {
+    let t = tables();
+    // SAFETY: this CPU's GDT; clearing the busy bit of its own TSS descriptor lets LTR
+    // load the same, valid descriptor again.
+    unsafe {
+        (*t).gdt[6] &= !(1 << 41);
+        core::arch::asm!("ltr {:x}", in(reg) super::cpu::TSS_SEL, options(nostack));
+    }
+}
+
 pub fn cpu_id() -> usize {
     let v: u32;
     // SAFETY: GS points at this CPU's `PerCpu` whenever the kernel runs.

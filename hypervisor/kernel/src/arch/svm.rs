@@ -1,0 +1,507 @@
+//! AMD SVM: detection, per-CPU enablement, the VMCB of a vCPU and the guest entry.
+//!
+//! Owns the VMCB layout and the VMRUN path; knows nothing of capabilities or the
+//! scheduler (that is `vcpu.rs`). The VMCB lives in a kernel page reached through
+//! `phys`; every field is written only with values the VMM may choose freely (the
+//! CPU checks the guest state at VMRUN and reports `VMEXIT_INVALID`) or that the
+//! kernel fixes (intercepts, ASID, nested paging).
+
+use super::cpu::{cpuid, rdmsr, wrmsr, MSR_EFER};
+use super::phys;
+use hyper_abi::vcpu::{control, exit_kind, field, vendor, DescTable, ExitInfo, Segment, VcpuState};
+
+const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+const EFER_SVME: u64 = 1 << 12;
+
+// control area
+const INTERCEPT_CR: u64 = 0x000;
+const INTERCEPT_MISC1: u64 = 0x00c;
+const INTERCEPT_MISC2: u64 = 0x010;
+const IOPM_BASE: u64 = 0x040;
+const MSRPM_BASE: u64 = 0x048;
+const TSC_OFFSET: u64 = 0x050;
+const ASID: u64 = 0x058;
+const TLB_CONTROL: u64 = 0x05c;
+const INT_CTL: u64 = 0x060;
+const INT_SHADOW: u64 = 0x068;
+const EXITCODE: u64 = 0x070;
+const EXITINFO1: u64 = 0x078;
+const EXITINFO2: u64 = 0x080;
+const EXITINTINFO: u64 = 0x088;
+const NP_ENABLE: u64 = 0x090;
+const EVENTINJ: u64 = 0x0a8;
+const N_CR3: u64 = 0x0b0;
+const CLEAN: u64 = 0x0c0;
+const NEXT_RIP: u64 = 0x0c8;
+// state save area
+const ES: u64 = 0x400;
+const CS: u64 = 0x410;
+const SS: u64 = 0x420;
+const DS: u64 = 0x430;
+const FS: u64 = 0x440;
+const GS: u64 = 0x450;
+const GDTR: u64 = 0x460;
+const LDTR: u64 = 0x470;
+const IDTR: u64 = 0x480;
+const TR: u64 = 0x490;
+const CPL: u64 = 0x4cb;
+const EFER: u64 = 0x4d0;
+const CR4: u64 = 0x548;
+const CR3: u64 = 0x550;
+const CR0: u64 = 0x558;
+const DR7: u64 = 0x560;
+const DR6: u64 = 0x568;
+const RFLAGS: u64 = 0x570;
+const RIP: u64 = 0x578;
+const RSP: u64 = 0x5d8;
+const RAX: u64 = 0x5f8;
+const STAR: u64 = 0x600;
+const LSTAR: u64 = 0x608;
+const CSTAR: u64 = 0x610;
+const SFMASK: u64 = 0x618;
+const KERNEL_GS_BASE: u64 = 0x620;
+const SYSENTER_CS: u64 = 0x628;
+const SYSENTER_ESP: u64 = 0x630;
+const SYSENTER_EIP: u64 = 0x638;
+const CR2: u64 = 0x640;
+const G_PAT: u64 = 0x668;
+
+// intercept bits (MISC1)
+const I_INTR: u32 = 1 << 0;
+const I_NMI: u32 = 1 << 1;
+const I_SMI: u32 = 1 << 2;
+const I_INIT: u32 = 1 << 3;
+const I_VINTR: u32 = 1 << 4;
+const I_CPUID: u32 = 1 << 18;
+const I_IRET: u32 = 1 << 20;
+const I_INVD: u32 = 1 << 22;
+const I_PAUSE: u32 = 1 << 23;
+const I_HLT: u32 = 1 << 24;
+const I_INVLPG: u32 = 1 << 25;
+const I_INVLPGA: u32 = 1 << 26;
+const I_IOIO: u32 = 1 << 27;
+const I_MSR: u32 = 1 << 28;
+const I_TASK_SWITCH: u32 = 1 << 29;
+const I_FERR_FREEZE: u32 = 1 << 30;
+const I_SHUTDOWN: u32 = 1 << 31;
+// MISC2: VMRUN VMMCALL VMLOAD VMSAVE STGI CLGI SKINIT, ICEBP(8) no, WBINVD, MONITOR, MWAIT, XSETBV
+const I2_DEFAULT: u32 = 0x7f | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13);
+const I1_DEFAULT: u32 = I_INTR
+    | I_NMI
+    | I_SMI
+    | I_INIT
+    | I_CPUID
+    | I_INVD
+    | I_PAUSE
+    | I_HLT
+    | I_INVLPGA
+    | I_IOIO
+    | I_MSR
+    | I_TASK_SWITCH
+    | I_FERR_FREEZE
+    | I_SHUTDOWN;
+
+/// Exit codes the kernel handles itself (a host interrupt arrived).
+const EXIT_INTR: u64 = 0x60;
+const EXIT_NMI: u64 = 0x61;
+const EXIT_SMI: u64 = 0x62;
+const EXIT_INVALID: u64 = u64::MAX;
+
+/// What SVM offers on this CPU.
+pub struct Features {
+    pub asids: u32,
+    pub nrip: bool,
+}
+
+/// SVM with nested paging, or why not.
+pub fn detect() -> Result<Features, &'static str> {
+    if cpuid(0x8000_0000, 0)[0] < 0x8000_000a || cpuid(0x8000_0001, 0)[2] & (1 << 2) == 0 {
+        return Err("no SVM");
+    }
+    // VM_CR.SVMDIS: disabled by the firmware
+    if rdmsr(0xc001_0114) & (1 << 4) != 0 {
+        return Err("SVM disabled by the firmware");
+    }
+    let a = cpuid(0x8000_000a, 0);
+    if a[3] & 1 == 0 {
+        return Err("SVM without nested paging");
+    }
+    Ok(Features {
+        asids: a[1].max(1),
+        nrip: a[3] & (1 << 3) != 0,
+    })
+}
+
+/// Per-CPU SVM data: the host save area and the page host state is VMSAVEd to.
+#[derive(Clone, Copy)]
+pub struct CpuArea {
+    host_vmsave: u64,
+}
+
+/// Enables SVM on this CPU. `alloc` gives zeroed kernel pages.
+pub fn init_cpu(alloc: impl Fn() -> Option<u64>) -> Option<CpuArea> {
+    let hsave = alloc()?;
+    let host_vmsave = alloc()?;
+    wrmsr(MSR_EFER, rdmsr(MSR_EFER) | EFER_SVME);
+    wrmsr(MSR_VM_HSAVE_PA, hsave);
+    Some(CpuArea { host_vmsave })
+}
+
+/// Pages shared by all vCPUs: the I/O and MSR permission maps (all accesses exit,
+/// except the FS/GS base MSRs, which live in the VMCB).
+pub struct Shared {
+    iopm: u64,
+    msrpm: u64,
+}
+
+/// Allocates the permission maps; `alloc_contig(pages)` gives contiguous zeroed pages.
+pub fn init_shared(alloc_contig: impl Fn(usize) -> Option<u64>) -> Option<Shared> {
+    let iopm = alloc_contig(3)?;
+    let msrpm = alloc_contig(2)?;
+    phys::slice_mut(iopm, 3 * 4096).fill(0xff);
+    let m = phys::slice_mut(msrpm, 2 * 4096);
+    m.fill(0xff);
+    // MSRs 0xc000_0000.. at byte 0x800, two bits (read, write) each
+    for msr in [0xc000_0100u32, 0xc000_0101, 0xc000_0102] {
+        let bit = (msr - 0xc000_0000) as usize * 2;
+        m[0x800 + bit / 8] &= !(3 << (bit % 8));
+    }
+    Some(Shared { iopm, msrpm })
+}
+
+/// A vCPU's hardware state: its VMCB page and the guest registers the VMCB lacks.
+#[derive(Clone, Copy)]
+pub struct Vmcb {
+    pub pa: u64,
+    /// Guest general registers (rax and rsp are in the VMCB and unused here).
+    pub gprs: u64,
+}
+
+fn r64(pa: u64, off: u64) -> u64 {
+    phys::read(pa + off)
+}
+fn w64(pa: u64, off: u64, v: u64) {
+    phys::write(pa + off, v)
+}
+fn w32(pa: u64, off: u64, v: u32) {
+    phys::write(pa + off, v)
+}
+
+fn seg_read(pa: u64, off: u64) -> Segment {
+    Segment {
+        selector: phys::read(pa + off),
+        ar: phys::read(pa + off + 2),
+        limit: phys::read(pa + off + 4),
+        base: phys::read(pa + off + 8),
+    }
+}
+fn seg_write(pa: u64, off: u64, s: &Segment) {
+    phys::write(pa + off, s.selector);
+    phys::write(pa + off + 2, s.ar & 0xfff);
+    phys::write(pa + off + 4, s.limit);
+    phys::write(pa + off + 8, s.base);
+}
+fn dt_read(pa: u64, off: u64) -> DescTable {
+    DescTable {
+        limit: phys::read::<u32>(pa + off + 4) & 0xffff,
+        _pad: 0,
+        base: phys::read(pa + off + 8),
+    }
+}
+fn dt_write(pa: u64, off: u64, d: &DescTable) {
+    phys::write(pa + off + 4, d.limit & 0xffff);
+    phys::write(pa + off + 8, d.base);
+}
+
+impl Vmcb {
+    /// Sets up a VMCB (`pa`, zeroed page) for a guest with ASID `asid` and nested
+    /// page table `ncr3`; the guest state is `reset`.
+    pub fn new(pa: u64, gprs: u64, shared: &Shared, asid: u32, ncr3: u64, reset: &VcpuState) -> Self {
+        let v = Vmcb { pa, gprs };
+        w32(pa, INTERCEPT_MISC1, I1_DEFAULT);
+        w32(pa, INTERCEPT_MISC2, I2_DEFAULT);
+        w64(pa, IOPM_BASE, shared.iopm);
+        w64(pa, MSRPM_BASE, shared.msrpm);
+        w32(pa, ASID, asid);
+        // V_INTR_MASKING: the guest's IF masks only virtual interrupts
+        w64(pa, INT_CTL, 1 << 24);
+        w64(pa, NP_ENABLE, 1);
+        w64(pa, N_CR3, ncr3);
+        w64(pa, DR6, 0xffff_0ff0);
+        v.load(reset, field::ALL);
+        v
+    }
+
+    /// Writes the `charged` groups of `s` into the VMCB. Values the kernel must
+    /// police were checked by the caller; the CPU checks the rest at VMRUN.
+    pub fn load(&self, s: &VcpuState, charged: u64) {
+        let pa = self.pa;
+        if charged & field::GPR != 0 {
+            w64(pa, RAX, s.gpr[0]);
+            w64(pa, RSP, s.gpr[4]);
+            for (i, &g) in s.gpr.iter().enumerate() {
+                phys::write(self.gprs + 8 * i as u64, g);
+            }
+        }
+        if charged & field::RIP != 0 {
+            w64(pa, RIP, s.rip);
+            w64(pa, RFLAGS, s.rflags);
+        }
+        if charged & field::CR != 0 {
+            w64(pa, CR0, s.cr0);
+            w64(pa, CR2, s.cr2);
+            w64(pa, CR3, s.cr3);
+            w64(pa, CR4, s.cr4);
+        }
+        if charged & field::EFER != 0 {
+            w64(pa, EFER, s.efer | EFER_SVME);
+        }
+        if charged & field::DR7 != 0 {
+            w64(pa, DR7, s.dr7);
+        }
+        if charged & field::SEG != 0 {
+            seg_write(pa, ES, &s.es);
+            seg_write(pa, CS, &s.cs);
+            seg_write(pa, SS, &s.ss);
+            seg_write(pa, DS, &s.ds);
+        }
+        if charged & (field::SEG | field::CR) != 0 {
+            // CPL follows SS.DPL in protected mode, 0 in real mode
+            let cpl = if r64(pa, CR0) & 1 != 0 {
+                ((phys::read::<u16>(pa + SS + 2) >> 5) & 3) as u8
+            } else {
+                0
+            };
+            phys::write(pa + CPL, cpl);
+        }
+        if charged & field::FS_GS != 0 {
+            seg_write(pa, FS, &s.fs);
+            seg_write(pa, GS, &s.gs);
+        }
+        if charged & field::TR_LDTR != 0 {
+            seg_write(pa, TR, &s.tr);
+            seg_write(pa, LDTR, &s.ldtr);
+        }
+        if charged & field::DESC != 0 {
+            dt_write(pa, GDTR, &s.gdtr);
+            dt_write(pa, IDTR, &s.idtr);
+        }
+        if charged & field::SYSENTER != 0 {
+            w64(pa, SYSENTER_CS, s.sysenter_cs);
+            w64(pa, SYSENTER_ESP, s.sysenter_esp);
+            w64(pa, SYSENTER_EIP, s.sysenter_eip);
+        }
+        if charged & field::SYSCALL != 0 {
+            w64(pa, STAR, s.star);
+            w64(pa, LSTAR, s.lstar);
+            w64(pa, CSTAR, s.cstar);
+            w64(pa, SFMASK, s.fmask);
+            w64(pa, KERNEL_GS_BASE, s.kernel_gs_base);
+        }
+        if charged & field::PAT != 0 {
+            w64(pa, G_PAT, s.pat);
+        }
+        if charged & field::TSC_OFFSET != 0 {
+            w64(pa, TSC_OFFSET, s.tsc_offset);
+        }
+        if charged & field::INJECT != 0 {
+            w64(pa, EVENTINJ, s.inject as u64 | (s.inject_error as u64) << 32);
+        }
+        if charged & field::INTR_STATE != 0 {
+            w64(pa, INT_SHADOW, (s.interruptibility & 3 != 0) as u64);
+        }
+        if charged & field::CONTROLS != 0 {
+            let c = s.controls;
+            let mut m1 = I1_DEFAULT;
+            let mut int_ctl = 1 << 24;
+            if c & control::INTR_WINDOW != 0 {
+                // a virtual interrupt that ignores the TPR: its delivery exits (VINTR)
+                m1 |= I_VINTR;
+                int_ctl |= (1 << 8) | (1 << 20) | (0xf << 16);
+            }
+            if c & control::NMI_WINDOW != 0 {
+                m1 |= I_IRET;
+            }
+            if c & control::INVLPG_EXITS != 0 {
+                m1 |= I_INVLPG;
+            }
+            w32(pa, INTERCEPT_MISC1, m1);
+            w64(pa, INT_CTL, int_ctl);
+            // CR0, CR3, CR4 writes (the write intercepts are bits 16..31)
+            let cr = if c & control::CR_EXITS != 0 {
+                (1 | 1 << 3 | 1 << 4) << 16
+            } else {
+                0
+            };
+            w32(pa, INTERCEPT_CR, cr);
+        }
+    }
+
+    /// Copies the guest state out of the VMCB (every group).
+    pub fn store(&self, s: &mut VcpuState, controls: u64, xcr0: u64) {
+        let pa = self.pa;
+        for (i, g) in s.gpr.iter_mut().enumerate() {
+            *g = phys::read(self.gprs + 8 * i as u64);
+        }
+        s.gpr[0] = r64(pa, RAX);
+        s.gpr[4] = r64(pa, RSP);
+        s.rip = r64(pa, RIP);
+        s.rflags = r64(pa, RFLAGS);
+        s.cr0 = r64(pa, CR0);
+        s.cr2 = r64(pa, CR2);
+        s.cr3 = r64(pa, CR3);
+        s.cr4 = r64(pa, CR4);
+        s.efer = r64(pa, EFER) & !EFER_SVME;
+        s.dr7 = r64(pa, DR7);
+        s.es = seg_read(pa, ES);
+        s.cs = seg_read(pa, CS);
+        s.ss = seg_read(pa, SS);
+        s.ds = seg_read(pa, DS);
+        s.fs = seg_read(pa, FS);
+        s.gs = seg_read(pa, GS);
+        s.tr = seg_read(pa, TR);
+        s.ldtr = seg_read(pa, LDTR);
+        s.gdtr = dt_read(pa, GDTR);
+        s.idtr = dt_read(pa, IDTR);
+        s.sysenter_cs = r64(pa, SYSENTER_CS);
+        s.sysenter_esp = r64(pa, SYSENTER_ESP);
+        s.sysenter_eip = r64(pa, SYSENTER_EIP);
+        s.star = r64(pa, STAR);
+        s.lstar = r64(pa, LSTAR);
+        s.cstar = r64(pa, CSTAR);
+        s.fmask = r64(pa, SFMASK);
+        s.kernel_gs_base = r64(pa, KERNEL_GS_BASE);
+        s.pat = r64(pa, G_PAT);
+        s.xcr0 = xcr0;
+        s.tsc_offset = r64(pa, TSC_OFFSET);
+        let inj = r64(pa, EVENTINJ);
+        s.inject = inj as u32;
+        s.inject_error = (inj >> 32) as u32;
+        s.inject_len = 0;
+        s.interruptibility = (r64(pa, INT_SHADOW) & 1) as u32;
+        s.activity = 0;
+        s.controls = controls;
+        s.valid = field::ALL;
+    }
+
+    /// The exit the last VMRUN ended with, or `None` for a host interrupt (the
+    /// kernel takes it and runs the guest again).
+    pub fn exit(&self, nrip: bool) -> Option<ExitInfo> {
+        let pa = self.pa;
+        let code = r64(pa, EXITCODE);
+        if matches!(code, EXIT_INTR | EXIT_NMI | EXIT_SMI) {
+            return None;
+        }
+        let info1 = r64(pa, EXITINFO1);
+        let info2 = r64(pa, EXITINFO2);
+        let next = r64(pa, NEXT_RIP);
+        let rip = r64(pa, RIP);
+        let instr_len = if nrip && next > rip && next - rip <= 15 {
+            next - rip
+        } else {
+            0
+        };
+        Some(ExitInfo {
+            kind: if code == EXIT_INVALID {
+                exit_kind::INVALID_STATE
+            } else {
+                exit_kind::HARDWARE
+            },
+            vendor: vendor::SVM,
+            raw: code,
+            qual: info1,
+            info2,
+            gpa: if code == 0x400 { info2 } else { 0 },
+            gla: 0,
+            instr_len,
+            intr_info: 0,
+            vectoring: r64(pa, EXITINTINFO),
+        })
+    }
+
+    /// Enters the guest; returns at its next exit. `flush` empties the guest's TLB
+    /// first (its nested page table lost mappings).
+    pub fn run(&self, cpu: &CpuArea, flush: bool) {
+        w32(self.pa, TLB_CONTROL, if flush { 1 } else { 0 });
+        w32(self.pa, CLEAN, 0);
+        // SAFETY: the VMCB is a valid, page-aligned VMCB owned by this vCPU, whose
+        // intercepts keep every host resource (interrupts, I/O, MSRs, shutdown) with
+        // the kernel; `gprs` is a page holding 16 registers; the host save areas were
+        // set up by `init_cpu` on this CPU. The assembly restores all host state.
+        unsafe { svm_enter(self.pa, phys::to_virt(self.gprs), cpu.host_vmsave) };
+    }
+}
+
+extern "C" {
+    /// `vmcb` and `host_vmsave` are physical addresses, `gprs` a kernel pointer.
+    fn svm_enter(vmcb: u64, gprs: u64, host_vmsave: u64);
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text
+    .global svm_enter
+svm_enter:
+    push rbp
+    push rbx
+    push r12
+    push r13
+    push r14
+    push r15
+    push rdx
+    push rdi
+    push rsi
+    clgi
+    sti
+    mov rax, rdx
+    vmsave rax
+    mov rax, rdi
+    vmload rax
+    mov rcx, [rsi + 8]
+    mov rdx, [rsi + 16]
+    mov rbx, [rsi + 24]
+    mov rbp, [rsi + 40]
+    mov rdi, [rsi + 56]
+    mov r8, [rsi + 64]
+    mov r9, [rsi + 72]
+    mov r10, [rsi + 80]
+    mov r11, [rsi + 88]
+    mov r12, [rsi + 96]
+    mov r13, [rsi + 104]
+    mov r14, [rsi + 112]
+    mov r15, [rsi + 120]
+    mov rsi, [rsi + 48]
+    vmrun rax
+    push rsi
+    mov rsi, [rsp + 8]
+    mov [rsi + 8], rcx
+    mov [rsi + 16], rdx
+    mov [rsi + 24], rbx
+    mov [rsi + 40], rbp
+    mov [rsi + 56], rdi
+    mov [rsi + 64], r8
+    mov [rsi + 72], r9
+    mov [rsi + 80], r10
+    mov [rsi + 88], r11
+    mov [rsi + 96], r12
+    mov [rsi + 104], r13
+    mov [rsi + 112], r14
+    mov [rsi + 120], r15
+    pop rax
+    mov [rsi + 48], rax
+    mov rax, [rsp + 8]
+    vmsave rax
+    mov rax, [rsp + 16]
+    vmload rax
+    cli
+    stgi
+    add rsp, 24
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop rbx
+    pop rbp
+    ret
+"#
+);
