@@ -512,7 +512,7 @@ impl Kernel {
         if let Some(mut ec) = self.ecs.remove(id) {
             self.sched.forget_ec(id);
             if let Some(v) = ec.vcpu.take() {
-                crate::vcpu::destroy(self, ec.cpu, v);
+                crate::vcpu::destroy(self, ec.cpu, &v);
                 return;
             }
             if let Some((va, _)) = ec.utcb {

@@ -48,7 +48,7 @@ pub fn detect() {
         let svm = svm::detect();
         let vmx = vmx::detect();
         let found = match (svm, vmx) {
-            (Ok(f), _) => svm::init_shared(|n| alloc_pages(n)).map(|s| Vendor::Svm(f, s)),
+            (Ok(f), _) => svm::init_shared(alloc_pages).map(|s| Vendor::Svm(f, s)),
             (_, Ok(f)) => vmx::init_shared(crate::trap::alloc_page).map(|s| Vendor::Vmx(f, s)),
             (Err(a), Err(b)) => {
                 crate::kprintln!(
@@ -226,7 +226,14 @@ fn reset_state() -> VcpuState {
 
 /// `create_ec` of kind Vcpu: a vCPU of VM `vm_sel` on `cpu`, its state page mapped
 /// at `state_va` in the creating PD `pd`.
-pub fn create(k: &mut Kernel, pd: PdId, dst: u64, vm_sel: u64, cpu: usize, state_va: u64) -> KResult<()> {
+pub fn create(
+    k: &mut Kernel,
+    pd: PdId,
+    dst: u64,
+    vm_sel: u64,
+    cpu: usize,
+    state_va: u64,
+) -> KResult<()> {
     let vendor = vendor().ok_or(Status::NoFeature)?;
     k.sel_free(pd, dst)?;
     let vm = k.cap_pd(pd, vm_sel, obj_rights::CTRL)?;
@@ -269,7 +276,9 @@ pub fn create(k: &mut Kernel, pd: PdId, dst: u64, vm_sel: u64, cpu: usize, state
     let hw = {
         let mut area = CPU_AREAS[here].lock();
         match (vendor, area.as_mut()) {
-            (Vendor::Svm(_, shared), _) => Some(Hw::Svm(svm::Vmcb::new(hw_pa, gprs, shared, tag, root, &reset))),
+            (Vendor::Svm(_, shared), _) => Some(Hw::Svm(svm::Vmcb::new(
+                hw_pa, gprs, shared, tag, root, &reset,
+            ))),
             (Vendor::Vmx(f, shared), Some(CpuArea::Vmx(a))) => {
                 vmx::Vmcs::new(hw_pa, gprs, a, f, shared, tag as u16, root, &reset).map(Hw::Vmx)
             }
@@ -283,7 +292,12 @@ pub fn create(k: &mut Kernel, pd: PdId, dst: u64, vm_sel: u64, cpu: usize, state
     let rw = hyper_abi::mem_rights::R | hyper_abi::mem_rights::W;
     let mapped = k.mem.insert_root(pd, state_va >> 12, 0, rw, state_pa >> 12);
     let owner = k.pds.get_mut(pd).expect("caller exists");
-    if mapped.is_err() || owner.space.map(state_va, state_pa, 0, paging::W | paging::NX).is_err() {
+    if mapped.is_err()
+        || owner
+            .space
+            .map(state_va, state_pa, 0, paging::W | paging::NX)
+            .is_err()
+    {
         if mapped.is_ok() {
             let _ = k.mem.revoke(pd, state_va >> 12, 0, true);
         }
@@ -373,7 +387,13 @@ pub fn run(k: &mut Kernel, caller: EcId, pd: PdId, sel: u64, charged: u64) -> Ou
     }
 }
 
-fn prepare(k: &mut Kernel, caller: EcId, pd: PdId, sel: u64, charged: u64) -> KResult<Option<Entry>> {
+fn prepare(
+    k: &mut Kernel,
+    caller: EcId,
+    pd: PdId,
+    sel: u64,
+    charged: u64,
+) -> KResult<Option<Entry>> {
     let Some(vendor) = vendor() else {
         return Err(Status::NoFeature);
     };
@@ -553,7 +573,7 @@ fn free_hw(hw: Hw, pages: [u64; 2]) {
 }
 
 /// Releases the vCPU part of a destroyed EC bound to `cpu`.
-pub fn destroy(k: &mut Kernel, cpu: usize, v: Box<Vcpu>) {
+pub fn destroy(k: &mut Kernel, cpu: usize, v: &Vcpu) {
     let removed = k.mem.revoke(v.owner, v.state_va >> 12, 0, true);
     k.removed_memory(removed);
     crate::trap::free_page(v.state_pa);
@@ -563,7 +583,10 @@ pub fn destroy(k: &mut Kernel, cpu: usize, v: Box<Vcpu>) {
         // the CPU may still use the VMCB/VMCS: it frees them itself
         k.virt.graves.push((cpu, Grave::Hw(v.hw, v.pages)));
         if cpu != smp::cpu_id() {
-            crate::arch::apic::send_fixed(k.sched.apic_ids[cpu], crate::arch::apic::VECTOR_RESCHEDULE);
+            crate::arch::apic::send_fixed(
+                k.sched.apic_ids[cpu],
+                crate::arch::apic::VECTOR_RESCHEDULE,
+            );
         }
     } else {
         free_hw(v.hw, v.pages);
@@ -584,7 +607,10 @@ pub fn release_space(k: &mut Kernel, id: PdId, vm: Option<Vm>, space: paging::Ad
     match running {
         Some(cpu) => {
             k.virt.graves.push((cpu, Grave::Space(space)));
-            crate::arch::apic::send_fixed(k.sched.apic_ids[cpu], crate::arch::apic::VECTOR_RESCHEDULE);
+            crate::arch::apic::send_fixed(
+                k.sched.apic_ids[cpu],
+                crate::arch::apic::VECTOR_RESCHEDULE,
+            );
         }
         None => drop(space),
     }

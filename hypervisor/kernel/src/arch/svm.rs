@@ -216,7 +216,14 @@ fn dt_write(pa: u64, off: u64, d: &DescTable) {
 impl Vmcb {
     /// Sets up a VMCB (`pa`, zeroed page) for a guest with ASID `asid` and nested
     /// page table `ncr3`; the guest state is `reset`.
-    pub fn new(pa: u64, gprs: u64, shared: &Shared, asid: u32, ncr3: u64, reset: &VcpuState) -> Self {
+    pub fn new(
+        pa: u64,
+        gprs: u64,
+        shared: &Shared,
+        asid: u32,
+        ncr3: u64,
+        reset: &VcpuState,
+    ) -> Self {
         let v = Vmcb { pa, gprs };
         w32(pa, INTERCEPT_MISC1, I1_DEFAULT);
         w32(pa, INTERCEPT_MISC2, I2_DEFAULT);
@@ -305,7 +312,11 @@ impl Vmcb {
             w64(pa, TSC_OFFSET, s.tsc_offset);
         }
         if charged & field::INJECT != 0 {
-            w64(pa, EVENTINJ, s.inject as u64 | (s.inject_error as u64) << 32);
+            w64(
+                pa,
+                EVENTINJ,
+                s.inject as u64 | (s.inject_error as u64) << 32,
+            );
         }
         if charged & field::INTR_STATE != 0 {
             w64(pa, INT_SHADOW, (s.interruptibility & 3 != 0) as u64);

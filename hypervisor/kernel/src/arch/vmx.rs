@@ -615,7 +615,13 @@ impl Vmcs {
             rdmsr(MSR_FMASK),
             rdmsr(MSR_KERNEL_GS_BASE),
         ];
-        let msrs = [MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_FMASK, MSR_KERNEL_GS_BASE];
+        let msrs = [
+            MSR_STAR,
+            MSR_LSTAR,
+            MSR_CSTAR,
+            MSR_FMASK,
+            MSR_KERNEL_GS_BASE,
+        ];
         for (m, v) in msrs.iter().zip(self.syscall_msrs) {
             wrmsr_checked(*m, v);
         }
@@ -639,7 +645,11 @@ impl Vmcs {
                 kind: exit_kind::INVALID_STATE,
                 vendor: vendor::VMX,
                 raw: exit_kind::VMX_ENTRY_ERROR,
-                qual: if status == 2 { vmread(f::INSTR_ERROR) } else { 0 },
+                qual: if status == 2 {
+                    vmread(f::INSTR_ERROR)
+                } else {
+                    0
+                },
                 ..Default::default()
             });
         }
