@@ -1,2 +1,0 @@
-//! vmm-native (placeholder, under construction).
-#![no_std]
