@@ -16,6 +16,7 @@
 //! | [`vmx`], [`svm`] | decoding raw hardware exits into it |
 //! | `vcpu` | `Vcpu`, the `Backend` trait, `Requester`, errors |
 //! | `kvm` (feature `kvm`) | the Linux KVM backend |
+//! | `tern` (feature `tern`) | the Tern microhypervisor backend |
 //!
 //! `no_std` with `alloc`; the `kvm` feature needs std and Linux.
 
@@ -32,6 +33,9 @@ pub mod vmx;
 
 #[cfg(feature = "kvm")]
 pub mod kvm;
+
+#[cfg(feature = "tern")]
+pub mod tern;
 
 #[cfg(test)]
 mod tests;
