@@ -9,16 +9,17 @@
 //!
 //! The kernel writes *every* field of the state page at every exit, so every exit
 //! transfers: GPRs, `ip`, `ip_len` (the CPU's instruction length; on SVM I/O exits
-//! the distance to EXITINFO2's next RIP), `flags`, segments, descriptor tables,
+//! the distance to EXITINFO2's next RIP; without next-RIP saving the length of the
+//! fixed-length instructions, 0 for others), `flags`, segments, descriptor tables,
 //! `cr0`, `cr2`, `cr3`, `cr4`, `dr7`, `efer`, SYSENTER/SYSCALL MSRs,
-//! `kernel_gs_base`, `xcr0`, `tsc_offset`, `inj_info`/`inj_error` (an event still
+//! `kernel_gs_base`, `xcr0`, `tsc_offset`, `tsc_aux`, `inj_info`/`inj_error` (an event still
 //! pending), `intr_state`, `actv_state`, `ctrl`, `qual` (`[0]` = VMX qualification /
 //! SVM EXITINFO1, `[1]` = SVM EXITINFO2 or the VMX guest-physical address).
 //!
 //! Charged fields go back by page group (a charged `rax` sends all GPRs from the
 //! state, which hold the values of the last exit unless changed). `tsc` is written
 //! as a TSC offset against the current host TSC. Not supported (charging them is
-//! an error): `pdpte`, `tpr`, `tpr_threshold`, `xss`, `tsc_aux`, and `fpu` except
+//! an error): `pdpte`, `tpr`, `tpr_threshold`, `xss`, and `fpu` except
 //! for the reset image before the first run (the guest FPU stays in the kernel,
 //! switched with XSAVE). `ip_len` and `qual` are information only.
 //!
@@ -150,8 +151,8 @@ fn is_reset_fpu(bytes: &[u8]) -> bool {
 fn group(f: Field) -> Result<u64, BackendError> {
     use Field::*;
     Ok(match f {
-        Rax | Rcx | Rdx | Rbx | Rsp | Rbp | Rsi | Rdi | R8 | R9 | R10 | R11 | R12 | R13
-        | R14 | R15 => field::GPR,
+        Rax | Rcx | Rdx | Rbx | Rsp | Rbp | Rsi | Rdi | R8 | R9 | R10 | R11 | R12 | R13 | R14
+        | R15 => field::GPR,
         Ip | Flags => field::RIP,
         IpLen | Qual => 0,
         Es | Cs | Ss | Ds => field::SEG,
@@ -169,9 +170,8 @@ fn group(f: Field) -> Result<u64, BackendError> {
         Efer => field::EFER,
         Xcr0 => field::XCR0,
         Fpu => 0, // checked by the caller
-        Pdpte | Tpr | TprThreshold | Xss | TscAux => {
-            return Err(BackendError::Unsupported { field: f })
-        }
+        TscAux => field::TSC_AUX,
+        Pdpte | Tpr | TprThreshold | Xss => return Err(BackendError::Unsupported { field: f }),
     })
 }
 
@@ -281,6 +281,9 @@ impl TernVcpu {
         if mask & field::XCR0 != 0 {
             p.xcr0 = s.xcr0.value();
         }
+        if mask & field::TSC_AUX != 0 {
+            p.tsc_aux = s.tsc_aux.value();
+        }
         Ok(mask)
     }
 
@@ -336,6 +339,7 @@ impl TernVcpu {
         s.fmask.load(p.fmask);
         s.kernel_gs_base.load(p.kernel_gs_base);
         s.xcr0.load(p.xcr0);
+        s.tsc_aux.load(p.tsc_aux);
         s.tsc_offset.load(p.tsc_offset);
         s.tsc.load(rdtsc().wrapping_add(p.tsc_offset));
         s.inj_info.load(EventInfo(p.inject));
@@ -356,13 +360,31 @@ impl TernVcpu {
             e.instr_len
         } else if svm_io && e.info2 > p.rip && e.info2 - p.rip <= 15 {
             e.info2 - p.rip
+        } else if e.vendor == vendor::SVM && e.kind == exit_kind::HARDWARE {
+            svm_fixed_length(e.raw)
         } else {
             0
         };
         s.ip_len.load(ip_len);
-        let second = if e.vendor == vendor::SVM { e.info2 } else { e.gpa };
+        let second = if e.vendor == vendor::SVM {
+            e.info2
+        } else {
+            e.gpa
+        };
         s.qual.load([e.qual, second]);
         s.exit = decode(&e, p.gpr[1]);
+    }
+}
+
+/// Length of the instructions with one encoding that SVM exits on, for CPUs
+/// without next-RIP saving (QEMU's TCG): 0 where it varies (the VMM decodes).
+fn svm_fixed_length(code: u64) -> u64 {
+    use svm::code::*;
+    match code {
+        HLT => 1,
+        CPUID | MSR | RDTSC | RDPMC | INVD | WBINVD | PAUSE => 2,
+        VMMCALL | XSETBV | RDTSCP | MONITOR | MWAIT | MWAIT_CONDITIONAL => 3,
+        _ => 0,
     }
 }
 
@@ -375,7 +397,9 @@ pub fn decode(e: &abi::ExitInfo, rcx: u64) -> Exit {
     match e.kind {
         exit_kind::STARTUP => synthetic(ExitReason::Startup),
         exit_kind::RECALL => synthetic(ExitReason::Recall),
-        exit_kind::INVALID_STATE if e.raw == 0 || e.raw == exit_kind::VMX_ENTRY_ERROR => {
+        exit_kind::INVALID_STATE
+            if e.raw == 0 || (e.vendor == vendor::VMX && e.raw == exit_kind::VMX_ENTRY_ERROR) =>
+        {
             synthetic(ExitReason::InvalidState)
         }
         _ if e.vendor == vendor::SVM => svm::decode(&svm::SvmExit {
@@ -491,7 +515,10 @@ mod tests {
             raw,
             ..Default::default()
         };
-        assert_eq!(decode(&e(exit_kind::RECALL, 0), 0).reason, ExitReason::Recall);
+        assert_eq!(
+            decode(&e(exit_kind::RECALL, 0), 0).reason,
+            ExitReason::Recall
+        );
         assert_eq!(
             decode(&e(exit_kind::INVALID_STATE, 0), 0).reason,
             ExitReason::InvalidState

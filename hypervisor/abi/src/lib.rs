@@ -355,7 +355,7 @@ pub struct HipModule {
 
 pub const HIP_MAGIC: u64 = u64::from_le_bytes(*b"TERNHIP1");
 pub const HIP_MEM_MAX: usize = 64;
-pub const HIP_MODULES_MAX: usize = 16;
+pub const HIP_MODULES_MAX: usize = 24;
 
 /// The Hypervisor Information Page, mapped read-only into the roottask at `sel::HIP_ADDR`.
 #[repr(C)]

@@ -48,7 +48,9 @@ pub mod field {
     pub const INTR_STATE: u64 = 1 << 15;
     /// `controls`.
     pub const CONTROLS: u64 = 1 << 16;
-    pub const ALL: u64 = (1 << 17) - 1;
+    /// `tsc_aux` (what RDTSCP returns in ECX; at most 32 bits).
+    pub const TSC_AUX: u64 = 1 << 17;
+    pub const ALL: u64 = (1 << 18) - 1;
 }
 
 /// Bits of [`VcpuState::controls`]: exits the VMM asks for.
@@ -61,7 +63,9 @@ pub mod control {
     pub const CR_EXITS: u64 = 1 << 2;
     /// Exit on INVLPG.
     pub const INVLPG_EXITS: u64 = 1 << 3;
-    pub const ALL: u64 = (1 << 4) - 1;
+    /// Exit on PAUSE (spin loops; the VMM then skips the instruction).
+    pub const PAUSE_EXITS: u64 = 1 << 4;
+    pub const ALL: u64 = (1 << 5) - 1;
 }
 
 /// [`ExitInfo::kind`]: who produced the exit.
@@ -203,6 +207,7 @@ pub struct VcpuState {
     pub _pad: u32,
     /// [`control`] bits.
     pub controls: u64,
+    pub tsc_aux: u64,
 }
 
 const _: () = assert!(core::mem::size_of::<VcpuState>() <= 4096);

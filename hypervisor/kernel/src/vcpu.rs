@@ -14,6 +14,7 @@ use crate::hypercall::Outcome;
 use crate::object::{Ec, EcId, EcKind, EcState, KResult, Kernel, ObjRef, PdId};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use hyper_abi::vcpu::{control, exit_kind, field, DescTable, ExitInfo, Segment, VcpuState};
 use hyper_abi::{obj_rights, Status};
 
@@ -34,6 +35,10 @@ enum CpuArea {
     Svm(svm::CpuArea),
     Vmx(vmx::CpuArea),
 }
+
+/// The TSC_AUX value last written on each CPU.
+static TSC_AUX_LOADED: [AtomicU64; crate::acpi::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::acpi::MAX_CPUS];
 
 static CPU_AREAS: [spin::Mutex<Option<CpuArea>>; crate::acpi::MAX_CPUS] =
     [const { spin::Mutex::new(None) }; crate::acpi::MAX_CPUS];
@@ -169,6 +174,7 @@ pub struct Vcpu {
     running: bool,
     controls: u64,
     xcr0: u64,
+    tsc_aux: u64,
     tlb_seen: u64,
 }
 
@@ -178,6 +184,7 @@ pub struct Entry {
     hw: Hw,
     flush: bool,
     xcr0: u64,
+    tsc_aux: u64,
 }
 
 /// The state of a CPU after INIT (real mode at f000:fff0).
@@ -339,6 +346,7 @@ pub fn create(
             running: false,
             controls: 0,
             xcr0: 1,
+            tsc_aux: 0,
             tlb_seen: 0,
         })),
     });
@@ -362,6 +370,7 @@ fn publish(v: &mut Vcpu, exit: ExitInfo) {
         }
         _ => {}
     }
+    s.tsc_aux = v.tsc_aux;
     phys::write(v.state_pa, s);
 }
 
@@ -427,6 +436,8 @@ fn prepare(
         Some(field::XCR0)
     } else if charged & field::CONTROLS != 0 && s.controls & !control::ALL != 0 {
         Some(field::CONTROLS)
+    } else if charged & field::TSC_AUX != 0 && (s.tsc_aux >> 32 != 0 || !cpu::has_rdtscp()) {
+        Some(field::TSC_AUX)
     } else {
         None
     };
@@ -439,6 +450,9 @@ fn prepare(
     }
     if charged & field::CONTROLS != 0 {
         v.controls = s.controls;
+    }
+    if charged & field::TSC_AUX != 0 {
+        v.tsc_aux = s.tsc_aux;
     }
     {
         let area = &mut *CPU_AREAS[here].lock();
@@ -463,6 +477,7 @@ fn prepare(
         hw: v.hw,
         flush,
         xcr0: v.xcr0,
+        tsc_aux: v.tsc_aux,
     };
     crate::sched::load_fpu(k, here, id);
     let _ = caller;
@@ -485,7 +500,14 @@ pub fn enter(entry: &mut Entry) -> Option<ExitInfo> {
     if switch {
         cpu::xsetbv(entry.xcr0);
     }
-    let area = *CPU_AREAS[smp::cpu_id()].lock();
+    let here = smp::cpu_id();
+    // RDTSCP in the guest reads the real TSC_AUX (the kernel does not use it)
+    if cpu::has_rdtscp()
+        && TSC_AUX_LOADED[here].swap(entry.tsc_aux, Ordering::Relaxed) != entry.tsc_aux
+    {
+        cpu::wrmsr(cpu::MSR_TSC_AUX, entry.tsc_aux);
+    }
+    let area = *CPU_AREAS[here].lock();
     let exit = match (&mut entry.hw, vendor(), area) {
         (Hw::Svm(h), Some(Vendor::Svm(f, _)), Some(CpuArea::Svm(a))) => {
             h.run(&a, entry.flush);

@@ -20,6 +20,12 @@ pub const MSR_FMASK: u32 = 0xc000_0084;
 pub const MSR_FS_BASE: u32 = 0xc000_0100;
 pub const MSR_GS_BASE: u32 = 0xc000_0101;
 pub const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+pub const MSR_TSC_AUX: u32 = 0xc000_0103;
+
+/// Whether the CPU has RDTSCP (and so the TSC_AUX MSR).
+pub fn has_rdtscp() -> bool {
+    cpuid(0x8000_0001, 0)[3] & (1 << 27) != 0
+}
 
 pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);

@@ -92,7 +92,6 @@ const I1_DEFAULT: u32 = I_INTR
     | I_INIT
     | I_CPUID
     | I_INVD
-    | I_PAUSE
     | I_HLT
     | I_INVLPGA
     | I_IOIO
@@ -336,6 +335,9 @@ impl Vmcb {
             if c & control::INVLPG_EXITS != 0 {
                 m1 |= I_INVLPG;
             }
+            if c & control::PAUSE_EXITS != 0 {
+                m1 |= I_PAUSE;
+            }
             w32(pa, INTERCEPT_MISC1, m1);
             w64(pa, INT_CTL, int_ctl);
             // CR0, CR3, CR4 writes (the write intercepts are bits 16..31)
@@ -399,7 +401,10 @@ impl Vmcb {
     /// kernel takes it and runs the guest again).
     pub fn exit(&self, nrip: bool) -> Option<ExitInfo> {
         let pa = self.pa;
-        let code = r64(pa, EXITCODE);
+        let mut code = r64(pa, EXITCODE);
+        if code as u32 == u32::MAX {
+            code = EXIT_INVALID; // -1, which some CPUs store as 32 bits
+        }
         if matches!(code, EXIT_INTR | EXIT_NMI | EXIT_SMI) {
             return None;
         }

@@ -162,6 +162,7 @@ pub struct Features {
     cr4_fixed: (u64, u64),
     pub ept_large: bool,
     invept_single: bool,
+    pause_exiting: bool,
 }
 
 /// `want` adjusted to what the capability MSR allows (low half: must be 1, high: may be 1).
@@ -212,7 +213,6 @@ pub fn detect() -> Result<Features, &'static str> {
             | P_IO
             | P_MSR_BITMAP
             | P_MONITOR
-            | P_PAUSE
             | P_SECONDARY,
     ) & !(P_CR3_LOAD | 1 << 16); // CR3 accesses need no exit with EPT
     let proc2 = adjust(
@@ -238,6 +238,7 @@ pub fn detect() -> Result<Features, &'static str> {
         cr4_fixed: (rdmsr(MSR_CR4_FIXED0), rdmsr(MSR_CR4_FIXED1)),
         ept_large: cap & (1 << 16) != 0,
         invept_single: cap & (1 << 25) != 0,
+        pause_exiting: proc_allowed & P_PAUSE != 0,
     })
 }
 
@@ -458,12 +459,16 @@ impl Vmcs {
             self.cr4_mask = if all { u64::MAX } else { forced4 };
             vmwrite(f::CR0_MASK, self.cr0_mask);
             vmwrite(f::CR4_MASK, self.cr4_mask);
-            let mut p = self.proc & !(P_CR3_LOAD | P_INVLPG | P_INTR_WINDOW | P_NMI_WINDOW);
+            let mut p =
+                self.proc & !(P_CR3_LOAD | P_INVLPG | P_INTR_WINDOW | P_NMI_WINDOW | P_PAUSE);
             if all {
                 p |= P_CR3_LOAD;
             }
             if s.controls & control::INVLPG_EXITS != 0 {
                 p |= P_INVLPG;
+            }
+            if s.controls & control::PAUSE_EXITS != 0 && feat.pause_exiting {
+                p |= P_PAUSE;
             }
             if s.controls & control::INTR_WINDOW != 0 {
                 p |= P_INTR_WINDOW;
