@@ -432,7 +432,9 @@ fn prepare(
         return Ok(None);
     }
     let s: VcpuState = phys::read(v.state_pa);
-    let refused = if charged & field::XCR0 != 0 && !xcr0_ok(s.xcr0) {
+    let refused = if let Some(f) = architectural_violation(&s, charged) {
+        Some(f)
+    } else if charged & field::XCR0 != 0 && !xcr0_ok(s.xcr0) {
         Some(field::XCR0)
     } else if charged & field::CONTROLS != 0 && s.controls & !control::ALL != 0 {
         Some(field::CONTROLS)
@@ -482,6 +484,44 @@ fn prepare(
     crate::sched::load_fpu(k, here, id);
     let _ = caller;
     Ok(Some(entry))
+}
+
+/// EFER bits a guest may set: SCE, LME, LMA, NXE, SVME (the kernel forces it on
+/// SVM), LMSLE, FFXSR, TCE.
+const EFER_KNOWN: u64 = 0xfd01;
+
+/// The charged group holding a value that no CPU accepts at VM entry (both SVM and
+/// VMX check these; refusing them here spares the entry path, and emulators that
+/// check less, from states no hardware runs). Values of uncharged fields are taken
+/// from the page (the last exit's, unless the VMM changed them without charging).
+fn architectural_violation(s: &VcpuState, charged: u64) -> Option<u64> {
+    let cr0 = s.cr0;
+    if charged & field::CR != 0
+        && (cr0 >> 32 != 0
+            || (cr0 & (1 << 29) != 0 && cr0 & (1 << 30) == 0) // NW without CD
+            || (cr0 & (1 << 31) != 0 && cr0 & 1 == 0) // PG without PE
+            || s.cr3 >> 52 != 0
+            || s.cr4 >> 25 != 0)
+    {
+        return Some(field::CR);
+    }
+    if charged & field::EFER != 0 && s.efer & !EFER_KNOWN != 0 {
+        return Some(field::EFER);
+    }
+    if charged & field::DR7 != 0 && s.dr7 >> 32 != 0 {
+        return Some(field::DR7);
+    }
+    // long mode needs PAE, and a code segment cannot be both 64-bit and 32-bit
+    let long = cr0 & (1 << 31) != 0 && s.efer & (1 << 8) != 0;
+    if charged & (field::CR | field::EFER | field::SEG) != 0 && long {
+        if s.cr4 & (1 << 5) == 0 {
+            return Some(field::CR);
+        }
+        if s.cs.ar & (1 << 9) != 0 && s.cs.ar & (1 << 10) != 0 {
+            return Some(field::SEG);
+        }
+    }
+    None
 }
 
 /// Whether the guest may run with `xcr0` (without XSAVE in the host only x87).

@@ -33,6 +33,9 @@ use vmm_core::{Outcome, VmConfig};
 
 native::entry!(main);
 
+/// Runs of `--smoke`'s hostile-VMM check.
+const FUZZ_ROUNDS: u32 = 1000;
+
 struct Args {
     guests: Vec<(String, usize)>,
     memory_mib: u64,
@@ -96,8 +99,15 @@ fn main() -> i32 {
         }
     };
     if args.smoke {
-        return match smoke::run() {
-            Ok(()) => 0,
+        return match smoke::run().and_then(|()| smoke::fuzz(FUZZ_ROUNDS)) {
+            Ok((k, spared)) => {
+                println!(
+                    "vmm-native: smoke: {FUZZ_ROUNDS} runs with random state{}: {} hardware, {} invalid-state, {} recall exits; kernel fine",
+                    if spared { " (CR/EFER spared)" } else { "" },
+                    k[0], k[3], k[2]
+                );
+                0
+            }
             Err(e) => {
                 println!("vmm-native: smoke: FAIL: {e}");
                 1

@@ -109,3 +109,75 @@ pub fn run() -> Result<(), &'static str> {
     );
     Ok(())
 }
+
+/// A value a hostile VMM might write: random, or one of the edge values.
+fn nasty(rng: &mut native::Rng) -> u64 {
+    match rng.next_u64() % 8 {
+        0 => 0,
+        1 => u64::MAX,
+        2 => 1 << (rng.next_u64() % 64),
+        3 => rng.next_u64() & 0xffff,
+        4 => 0x8000_0000_0000_0000 | rng.next_u64() & 0xfff,
+        _ => rng.next_u64(),
+    }
+}
+
+/// Hostile VMM: `rounds` runs of the vCPU with random state in every charged group
+/// (on SVM except CR and EFER, see below).
+/// Every run must come back (a recaller thread bounds guests that never exit) with
+/// an exit; the kernel must survive. Returns the count of each exit kind.
+pub fn fuzz(rounds: u32) -> Result<([u32; 4], bool), &'static str> {
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    static VCPU: AtomicU64 = AtomicU64::new(0);
+    static DONE: AtomicBool = AtomicBool::new(false);
+    let vm = Vm::create(2 << 20).map_err(|_| "cannot create the VM")?;
+    let vcpu = vm
+        .vcpu(native::StartInfo::get().cpu)
+        .map_err(|_| "cannot create the vCPU")?;
+    VCPU.store(vcpu.sel, Ordering::Release);
+    sys::spawn(
+        native::StartInfo::get().cpu,
+        60,
+        alloc::boxed::Box::new(|| {
+            while !DONE.load(Ordering::Acquire) {
+                let _ = sys::recall(VCPU.load(Ordering::Acquire));
+                sys::sleep_us(2000);
+            }
+        }),
+    )
+    .map_err(|_| "cannot start the recaller")?;
+    let mut rng = native::Rng(0x7e57_5eed);
+    let mut kinds = [0u32; 4];
+    vcpu.run(0).map_err(|_| "first run failed")?;
+    kinds[exit_kind::STARTUP as usize] += 1;
+    // QEMU's TCG emulation of VMRUN hangs the emulated CPU on some random control
+    // register/EFER combinations (it stops half-way through loading the guest, in
+    // host mode with the guest's CR0); on SVM these two groups keep their values.
+    let spared = if vcpu.state().exit.vendor == vendor::SVM {
+        field::CR | field::EFER
+    } else {
+        0
+    };
+    for _ in 0..rounds {
+        let s = vcpu.state();
+        let words = core::mem::size_of::<VcpuState>() / 8;
+        // SAFETY: VcpuState is plain integers (any bit pattern is a value); the
+        // page is ours between runs.
+        let raw =
+            unsafe { core::slice::from_raw_parts_mut(s as *mut VcpuState as *mut u64, words) };
+        for w in raw.iter_mut() {
+            if rng.next_u64() % 4 == 0 {
+                *w = nasty(&mut rng);
+            }
+        }
+        let mask = rng.next_u64() & field::ALL & !spared;
+        vcpu.run(mask)
+            .map_err(|_| "vcpu_run failed on a hostile state")?;
+        let kind = vcpu.state().exit.kind as usize;
+        *kinds.get_mut(kind).ok_or("unknown exit kind")? += 1;
+    }
+    DONE.store(true, Ordering::Release);
+    vm.destroy();
+
+    Ok((kinds, spared != 0))
+}

@@ -12,6 +12,9 @@ use hyper_abi::vcpu::{control, exit_kind, field, vendor, DescTable, ExitInfo, Se
 
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
 const EFER_SVME: u64 = 1 << 12;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+const CR0_PG: u64 = 1 << 31;
 
 // control area
 const INTERCEPT_CR: u64 = 0x000;
@@ -194,11 +197,18 @@ fn seg_read(pa: u64, off: u64) -> Segment {
         base: phys::read(pa + off + 8),
     }
 }
+/// Sign-extends bit 47: VMRUN/VMLOAD canonicalize segment and table bases and the
+/// MSR addresses; doing it here keeps emulators that fault instead (QEMU's TCG) on
+/// the same path as the hardware.
+fn canonical(a: u64) -> u64 {
+    ((a << 16) as i64 >> 16) as u64
+}
+
 fn seg_write(pa: u64, off: u64, s: &Segment) {
     phys::write(pa + off, s.selector);
     phys::write(pa + off + 2, s.ar & 0xfff);
     phys::write(pa + off + 4, s.limit);
-    phys::write(pa + off + 8, s.base);
+    phys::write(pa + off + 8, canonical(s.base));
 }
 fn dt_read(pa: u64, off: u64) -> DescTable {
     DescTable {
@@ -209,7 +219,7 @@ fn dt_read(pa: u64, off: u64) -> DescTable {
 }
 fn dt_write(pa: u64, off: u64, d: &DescTable) {
     phys::write(pa + off + 4, d.limit & 0xffff);
-    phys::write(pa + off + 8, d.base);
+    phys::write(pa + off + 8, canonical(d.base));
 }
 
 impl Vmcb {
@@ -262,6 +272,12 @@ impl Vmcb {
         if charged & field::EFER != 0 {
             w64(pa, EFER, s.efer | EFER_SVME);
         }
+        if charged & (field::CR | field::EFER) != 0 {
+            // EFER.LMA is the CPU's: long mode is active iff LME and paging are on
+            let efer = r64(pa, EFER) & !EFER_LMA;
+            let lma = efer & EFER_LME != 0 && r64(pa, CR0) & CR0_PG != 0;
+            w64(pa, EFER, efer | if lma { EFER_LMA } else { 0 });
+        }
         if charged & field::DR7 != 0 {
             w64(pa, DR7, s.dr7);
         }
@@ -294,15 +310,15 @@ impl Vmcb {
         }
         if charged & field::SYSENTER != 0 {
             w64(pa, SYSENTER_CS, s.sysenter_cs);
-            w64(pa, SYSENTER_ESP, s.sysenter_esp);
-            w64(pa, SYSENTER_EIP, s.sysenter_eip);
+            w64(pa, SYSENTER_ESP, canonical(s.sysenter_esp));
+            w64(pa, SYSENTER_EIP, canonical(s.sysenter_eip));
         }
         if charged & field::SYSCALL != 0 {
             w64(pa, STAR, s.star);
-            w64(pa, LSTAR, s.lstar);
-            w64(pa, CSTAR, s.cstar);
-            w64(pa, SFMASK, s.fmask);
-            w64(pa, KERNEL_GS_BASE, s.kernel_gs_base);
+            w64(pa, LSTAR, canonical(s.lstar));
+            w64(pa, CSTAR, canonical(s.cstar));
+            w64(pa, SFMASK, s.fmask & 0xffff_ffff);
+            w64(pa, KERNEL_GS_BASE, canonical(s.kernel_gs_base));
         }
         if charged & field::PAT != 0 {
             w64(pa, G_PAT, s.pat);

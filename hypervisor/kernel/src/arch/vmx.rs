@@ -145,6 +145,7 @@ const E_LOAD_PAT: u32 = 1 << 14;
 const E_LOAD_EFER: u32 = 1 << 15;
 
 const EFER_LMA: u64 = 1 << 10;
+const EFER_LME: u64 = 1 << 8;
 const CR0_PE: u64 = 1;
 const CR0_PG: u64 = 1 << 31;
 
@@ -324,7 +325,6 @@ pub struct Vmcs {
     syscall_msrs: [u64; 5],
     cr0_mask: u64,
     cr4_mask: u64,
-    entry: u32,
     proc: u32,
 }
 
@@ -369,7 +369,6 @@ impl Vmcs {
             syscall_msrs: [0; 5],
             cr0_mask: 0,
             cr4_mask: 0,
-            entry: feat.entry,
             proc: feat.proc,
         };
         // SAFETY: `pa` is a zeroed page with the revision id: a valid VMCS to clear.
@@ -494,12 +493,19 @@ impl Vmcs {
         }
         if charged & field::EFER != 0 {
             vmwrite(f::GUEST_EFER, s.efer);
-            self.entry = if s.efer & EFER_LMA != 0 {
-                self.entry | E_IA32E
+        }
+        if charged & (field::CR | field::EFER) != 0 {
+            // EFER.LMA and the IA-32e entry control follow LME and CR0.PG
+            let efer = vmread(f::GUEST_EFER) & !EFER_LMA;
+            let lma = efer & EFER_LME != 0 && vmread(f::CR0) & CR0_PG != 0;
+            vmwrite(f::GUEST_EFER, efer | if lma { EFER_LMA } else { 0 });
+            let entry = vmread(f::ENTRY_CTLS) as u32;
+            let entry = if lma {
+                entry | E_IA32E
             } else {
-                self.entry & !E_IA32E
+                entry & !E_IA32E
             };
-            vmwrite(f::ENTRY_CTLS, self.entry as u64);
+            vmwrite(f::ENTRY_CTLS, entry as u64);
         }
         if charged & field::DR7 != 0 {
             vmwrite(f::DR7, s.dr7);
