@@ -166,7 +166,7 @@ pub fn fuzz(rounds: u32) -> Result<([u32; 4], bool), &'static str> {
         let raw =
             unsafe { core::slice::from_raw_parts_mut(s as *mut VcpuState as *mut u64, words) };
         for w in raw.iter_mut() {
-            if rng.next_u64() % 4 == 0 {
+            if rng.next_u64().is_multiple_of(4) {
                 *w = nasty(&mut rng);
             }
         }
