@@ -58,7 +58,7 @@ pub fn dispatch(c: Caller, slot: usize, regs: &mut Regs) -> After {
             exit_group(c, a[0] as i32);
             return After::End;
         }
-        nr::CLONE => clone(c, slot, regs, a),
+        nr::CLONE => clone(c, regs, a),
         nr::ARCH_PRCTL => match a[0] {
             ARCH_SET_FS if a[1] < posix::memmap::USER_END => {
                 regs[exc::FS_BASE] = a[1];
@@ -773,7 +773,7 @@ fn futex(c: Caller, slot: usize, a: [u64; 6]) -> R {
     }
 }
 
-fn clone(c: Caller, slot: usize, regs: &Regs, a: [u64; 6]) -> R {
+fn clone(c: Caller, regs: &Regs, a: [u64; 6]) -> R {
     let (flags, stack, ptid, ctid, tls) = (a[0], a[1], a[2], a[3], a[4]);
     if flags & (CLONE_VM | CLONE_THREAD) != (CLONE_VM | CLONE_THREAD) {
         process::with(c, |p| {
@@ -789,7 +789,6 @@ fn clone(c: Caller, slot: usize, regs: &Regs, a: [u64; 6]) -> R {
     if flags & CLONE_SETTLS != 0 {
         child[exc::FS_BASE] = tls;
     }
-    let _ = slot;
     process::with(c, |p| {
         let cpu = p.pick_cpu();
         // the tid is written before the child can run: it starts only when
