@@ -4,4 +4,4 @@ name = "vmm"
 binary = "vmm-native"
 memory = "40M"
 cpu = 0
-args = ["bench-pio"]
+args = ["--raw-bench", "bench-pio"]

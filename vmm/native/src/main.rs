@@ -4,7 +4,8 @@
 //!
 //! Arguments: `GUEST[:VCPUS] ...` (boot module names; vCPU count default 1),
 //! `--memory MIB` (guest RAM, default 16), `--max-exits N` (default 1,000,000),
-//! `--smoke` (the built-in vCPU check of `smoke.rs` instead), `--echo-check` (at
+//! `--smoke` (the built-in vCPU check of `smoke.rs` instead), `--raw-bench` (first
+//! measure the kernel's share of an exit round trip), `--echo-check` (at
 //! the end, call the `echo` service of `ipc-pong`: proof that the other components
 //! kept running through the guests).
 //!
@@ -41,6 +42,7 @@ struct Args {
     memory_mib: u64,
     max_exits: u64,
     smoke: bool,
+    raw_bench: bool,
     echo_check: bool,
 }
 
@@ -50,6 +52,7 @@ fn parse(args: &str) -> Result<Args, String> {
         memory_mib: 16,
         max_exits: 1_000_000,
         smoke: false,
+        raw_bench: false,
         echo_check: false,
     };
     let mut it = args.split_whitespace();
@@ -62,6 +65,7 @@ fn parse(args: &str) -> Result<Args, String> {
         match w {
             "--smoke" => a.smoke = true,
             "--echo-check" => a.echo_check = true,
+            "--raw-bench" => a.raw_bench = true,
             "--memory" => a.memory_mib = number("--memory")?,
             "--max-exits" => a.max_exits = number("--max-exits")?,
             flag if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
@@ -113,6 +117,12 @@ fn main() -> i32 {
                 1
             }
         };
+    }
+    if args.raw_bench {
+        match smoke::raw_bench(args.memory_mib << 20, 100_000) {
+            Ok(c) => println!("vmm-native: raw-bench: {c} cycles per exit round trip (kernel and a minimal VMM loop)"),
+            Err(e) => println!("vmm-native: raw-bench: FAIL: {e}"),
+        }
     }
     let host: &'static platform::Host = match platform::Host::new(info.cpu, info.tsc_per_us) {
         Ok(h) => Box::leak(Box::new(h)),

@@ -179,24 +179,50 @@ pub struct Vmcb {
     pub gprs: u64,
 }
 
-fn r64(pa: u64, off: u64) -> u64 {
-    phys::read(pa + off)
-}
-fn w64(pa: u64, off: u64, v: u64) {
-    phys::write(pa + off, v)
-}
-fn w32(pa: u64, off: u64, v: u32) {
-    phys::write(pa + off, v)
+/// A kernel page of a vCPU (its VMCB or register page) as bytes. Only the vCPU's
+/// CPU touches these pages, and never while its guest runs.
+type Page = [u8; 4096];
+
+fn page(pa: u64) -> &'static mut Page {
+    phys::slice_mut(pa, 4096)
+        .try_into()
+        .expect("a page is 4096 bytes")
 }
 
-fn seg_read(pa: u64, off: u64) -> Segment {
+fn r64(v: &Page, off: u64) -> u64 {
+    let o = off as usize;
+    u64::from_le_bytes(v[o..o + 8].try_into().expect("8 bytes"))
+}
+fn w64(v: &mut Page, off: u64, x: u64) {
+    let o = off as usize;
+    v[o..o + 8].copy_from_slice(&x.to_le_bytes());
+}
+fn r32(v: &Page, off: u64) -> u32 {
+    let o = off as usize;
+    u32::from_le_bytes(v[o..o + 4].try_into().expect("4 bytes"))
+}
+fn w32(v: &mut Page, off: u64, x: u32) {
+    let o = off as usize;
+    v[o..o + 4].copy_from_slice(&x.to_le_bytes());
+}
+fn r16(v: &Page, off: u64) -> u16 {
+    let o = off as usize;
+    u16::from_le_bytes(v[o..o + 2].try_into().expect("2 bytes"))
+}
+fn w16(v: &mut Page, off: u64, x: u16) {
+    let o = off as usize;
+    v[o..o + 2].copy_from_slice(&x.to_le_bytes());
+}
+
+fn seg_read(v: &Page, off: u64) -> Segment {
     Segment {
-        selector: phys::read(pa + off),
-        ar: phys::read(pa + off + 2),
-        limit: phys::read(pa + off + 4),
-        base: phys::read(pa + off + 8),
+        selector: r16(v, off),
+        ar: r16(v, off + 2),
+        limit: r32(v, off + 4),
+        base: r64(v, off + 8),
     }
 }
+
 /// Sign-extends bit 47: VMRUN/VMLOAD canonicalize segment and table bases and the
 /// MSR addresses; doing it here keeps emulators that fault instead (QEMU's TCG) on
 /// the same path as the hardware.
@@ -204,22 +230,22 @@ fn canonical(a: u64) -> u64 {
     ((a << 16) as i64 >> 16) as u64
 }
 
-fn seg_write(pa: u64, off: u64, s: &Segment) {
-    phys::write(pa + off, s.selector);
-    phys::write(pa + off + 2, s.ar & 0xfff);
-    phys::write(pa + off + 4, s.limit);
-    phys::write(pa + off + 8, canonical(s.base));
+fn seg_write(v: &mut Page, off: u64, s: &Segment) {
+    w16(v, off, s.selector);
+    w16(v, off + 2, s.ar & 0xfff);
+    w32(v, off + 4, s.limit);
+    w64(v, off + 8, canonical(s.base));
 }
-fn dt_read(pa: u64, off: u64) -> DescTable {
+fn dt_read(v: &Page, off: u64) -> DescTable {
     DescTable {
-        limit: phys::read::<u32>(pa + off + 4) & 0xffff,
+        limit: r32(v, off + 4) & 0xffff,
         _pad: 0,
-        base: phys::read(pa + off + 8),
+        base: r64(v, off + 8),
     }
 }
-fn dt_write(pa: u64, off: u64, d: &DescTable) {
-    phys::write(pa + off + 4, d.limit & 0xffff);
-    phys::write(pa + off + 8, canonical(d.base));
+fn dt_write(v: &mut Page, off: u64, d: &DescTable) {
+    w32(v, off + 4, d.limit & 0xffff);
+    w64(v, off + 8, canonical(d.base));
 }
 
 impl Vmcb {
@@ -233,108 +259,110 @@ impl Vmcb {
         ncr3: u64,
         reset: &VcpuState,
     ) -> Self {
-        let v = Vmcb { pa, gprs };
-        w32(pa, INTERCEPT_MISC1, I1_DEFAULT);
-        w32(pa, INTERCEPT_MISC2, I2_DEFAULT);
-        w64(pa, IOPM_BASE, shared.iopm);
-        w64(pa, MSRPM_BASE, shared.msrpm);
-        w32(pa, ASID, asid);
+        let vmcb = Vmcb { pa, gprs };
+        let v = page(pa);
+        w32(v, INTERCEPT_MISC1, I1_DEFAULT);
+        w32(v, INTERCEPT_MISC2, I2_DEFAULT);
+        w64(v, IOPM_BASE, shared.iopm);
+        w64(v, MSRPM_BASE, shared.msrpm);
+        w32(v, ASID, asid);
         // V_INTR_MASKING: the guest's IF masks only virtual interrupts
-        w64(pa, INT_CTL, 1 << 24);
-        w64(pa, NP_ENABLE, 1);
-        w64(pa, N_CR3, ncr3);
-        w64(pa, DR6, 0xffff_0ff0);
-        v.load(reset, field::ALL);
-        v
+        w64(v, INT_CTL, 1 << 24);
+        w64(v, NP_ENABLE, 1);
+        w64(v, N_CR3, ncr3);
+        w64(v, DR6, 0xffff_0ff0);
+        vmcb.load(reset, field::ALL);
+        vmcb
     }
 
     /// Writes the `charged` groups of `s` into the VMCB. Values the kernel must
     /// police were checked by the caller; the CPU checks the rest at VMRUN.
     pub fn load(&self, s: &VcpuState, charged: u64) {
-        let pa = self.pa;
+        let v = page(self.pa);
         if charged & field::GPR != 0 {
-            w64(pa, RAX, s.gpr[0]);
-            w64(pa, RSP, s.gpr[4]);
-            for (i, &g) in s.gpr.iter().enumerate() {
-                phys::write(self.gprs + 8 * i as u64, g);
+            w64(v, RAX, s.gpr[0]);
+            w64(v, RSP, s.gpr[4]);
+            let g = page(self.gprs);
+            for (i, &x) in s.gpr.iter().enumerate() {
+                w64(g, 8 * i as u64, x);
             }
         }
         if charged & field::RIP != 0 {
-            w64(pa, RIP, s.rip);
-            w64(pa, RFLAGS, s.rflags);
+            w64(v, RIP, s.rip);
+            w64(v, RFLAGS, s.rflags);
         }
         if charged & field::CR != 0 {
-            w64(pa, CR0, s.cr0);
-            w64(pa, CR2, s.cr2);
-            w64(pa, CR3, s.cr3);
-            w64(pa, CR4, s.cr4);
+            w64(v, CR0, s.cr0);
+            w64(v, CR2, s.cr2);
+            w64(v, CR3, s.cr3);
+            w64(v, CR4, s.cr4);
         }
         if charged & field::EFER != 0 {
-            w64(pa, EFER, s.efer | EFER_SVME);
+            w64(v, EFER, s.efer | EFER_SVME);
         }
         if charged & (field::CR | field::EFER) != 0 {
             // EFER.LMA is the CPU's: long mode is active iff LME and paging are on
-            let efer = r64(pa, EFER) & !EFER_LMA;
-            let lma = efer & EFER_LME != 0 && r64(pa, CR0) & CR0_PG != 0;
-            w64(pa, EFER, efer | if lma { EFER_LMA } else { 0 });
+            let efer = r64(v, EFER) & !EFER_LMA;
+            let lma = efer & EFER_LME != 0 && r64(v, CR0) & CR0_PG != 0;
+            w64(v, EFER, efer | if lma { EFER_LMA } else { 0 });
         }
         if charged & field::DR7 != 0 {
-            w64(pa, DR7, s.dr7);
+            w64(v, DR7, s.dr7);
         }
         if charged & field::SEG != 0 {
-            seg_write(pa, ES, &s.es);
-            seg_write(pa, CS, &s.cs);
-            seg_write(pa, SS, &s.ss);
-            seg_write(pa, DS, &s.ds);
+            seg_write(v, ES, &s.es);
+            seg_write(v, CS, &s.cs);
+            seg_write(v, SS, &s.ss);
+            seg_write(v, DS, &s.ds);
         }
         if charged & (field::SEG | field::CR) != 0 {
             // CPL follows SS.DPL in protected mode, 0 in real mode
-            let cpl = if r64(pa, CR0) & 1 != 0 {
-                ((phys::read::<u16>(pa + SS + 2) >> 5) & 3) as u8
+            let cpl = if r64(v, CR0) & 1 != 0 {
+                ((r16(v, SS + 2) >> 5) & 3) as u8
             } else {
                 0
             };
-            phys::write(pa + CPL, cpl);
+            v[CPL as usize] = cpl;
         }
         if charged & field::FS_GS != 0 {
-            seg_write(pa, FS, &s.fs);
-            seg_write(pa, GS, &s.gs);
+            seg_write(v, FS, &s.fs);
+            seg_write(v, GS, &s.gs);
         }
         if charged & field::TR_LDTR != 0 {
-            seg_write(pa, TR, &s.tr);
-            seg_write(pa, LDTR, &s.ldtr);
+            seg_write(v, TR, &s.tr);
+            seg_write(v, LDTR, &s.ldtr);
         }
         if charged & field::DESC != 0 {
-            dt_write(pa, GDTR, &s.gdtr);
-            dt_write(pa, IDTR, &s.idtr);
+            dt_write(v, GDTR, &s.gdtr);
+            dt_write(v, IDTR, &s.idtr);
         }
         if charged & field::SYSENTER != 0 {
-            w64(pa, SYSENTER_CS, s.sysenter_cs);
-            w64(pa, SYSENTER_ESP, canonical(s.sysenter_esp));
-            w64(pa, SYSENTER_EIP, canonical(s.sysenter_eip));
+            w64(v, SYSENTER_CS, s.sysenter_cs);
+            w64(v, SYSENTER_ESP, canonical(s.sysenter_esp));
+            w64(v, SYSENTER_EIP, canonical(s.sysenter_eip));
         }
         if charged & field::SYSCALL != 0 {
-            w64(pa, STAR, s.star);
-            w64(pa, LSTAR, canonical(s.lstar));
-            w64(pa, CSTAR, canonical(s.cstar));
-            w64(pa, SFMASK, s.fmask & 0xffff_ffff);
-            w64(pa, KERNEL_GS_BASE, canonical(s.kernel_gs_base));
+            w64(v, STAR, s.star);
+            w64(v, LSTAR, canonical(s.lstar));
+            w64(v, CSTAR, canonical(s.cstar));
+            w64(v, SFMASK, s.fmask & 0xffff_ffff);
+            w64(v, KERNEL_GS_BASE, canonical(s.kernel_gs_base));
         }
         if charged & field::PAT != 0 {
-            w64(pa, G_PAT, s.pat);
+            w64(v, G_PAT, s.pat);
         }
         if charged & field::TSC_OFFSET != 0 {
-            w64(pa, TSC_OFFSET, s.tsc_offset);
+            w64(v, TSC_OFFSET, s.tsc_offset);
         }
         if charged & field::INJECT != 0 {
             w64(
-                pa,
+                v,
                 EVENTINJ,
                 s.inject as u64 | (s.inject_error as u64) << 32,
             );
         }
         if charged & field::INTR_STATE != 0 {
-            w64(pa, INT_SHADOW, (s.interruptibility & 3 != 0) as u64);
+            w64(v, INT_SHADOW, (s.interruptibility & 3 != 0) as u64);
         }
         if charged & field::CONTROLS != 0 {
             let c = s.controls;
@@ -354,60 +382,61 @@ impl Vmcb {
             if c & control::PAUSE_EXITS != 0 {
                 m1 |= I_PAUSE;
             }
-            w32(pa, INTERCEPT_MISC1, m1);
-            w64(pa, INT_CTL, int_ctl);
+            w32(v, INTERCEPT_MISC1, m1);
+            w64(v, INT_CTL, int_ctl);
             // CR0, CR3, CR4 writes (the write intercepts are bits 16..31)
             let cr = if c & control::CR_EXITS != 0 {
                 (1 | 1 << 3 | 1 << 4) << 16
             } else {
                 0
             };
-            w32(pa, INTERCEPT_CR, cr);
+            w32(v, INTERCEPT_CR, cr);
         }
     }
 
     /// Copies the guest state out of the VMCB (every group).
     pub fn store(&self, s: &mut VcpuState, controls: u64, xcr0: u64) {
-        let pa = self.pa;
-        for (i, g) in s.gpr.iter_mut().enumerate() {
-            *g = phys::read(self.gprs + 8 * i as u64);
+        let v = page(self.pa);
+        let g = page(self.gprs);
+        for (i, x) in s.gpr.iter_mut().enumerate() {
+            *x = r64(g, 8 * i as u64);
         }
-        s.gpr[0] = r64(pa, RAX);
-        s.gpr[4] = r64(pa, RSP);
-        s.rip = r64(pa, RIP);
-        s.rflags = r64(pa, RFLAGS);
-        s.cr0 = r64(pa, CR0);
-        s.cr2 = r64(pa, CR2);
-        s.cr3 = r64(pa, CR3);
-        s.cr4 = r64(pa, CR4);
-        s.efer = r64(pa, EFER) & !EFER_SVME;
-        s.dr7 = r64(pa, DR7);
-        s.es = seg_read(pa, ES);
-        s.cs = seg_read(pa, CS);
-        s.ss = seg_read(pa, SS);
-        s.ds = seg_read(pa, DS);
-        s.fs = seg_read(pa, FS);
-        s.gs = seg_read(pa, GS);
-        s.tr = seg_read(pa, TR);
-        s.ldtr = seg_read(pa, LDTR);
-        s.gdtr = dt_read(pa, GDTR);
-        s.idtr = dt_read(pa, IDTR);
-        s.sysenter_cs = r64(pa, SYSENTER_CS);
-        s.sysenter_esp = r64(pa, SYSENTER_ESP);
-        s.sysenter_eip = r64(pa, SYSENTER_EIP);
-        s.star = r64(pa, STAR);
-        s.lstar = r64(pa, LSTAR);
-        s.cstar = r64(pa, CSTAR);
-        s.fmask = r64(pa, SFMASK);
-        s.kernel_gs_base = r64(pa, KERNEL_GS_BASE);
-        s.pat = r64(pa, G_PAT);
+        s.gpr[0] = r64(v, RAX);
+        s.gpr[4] = r64(v, RSP);
+        s.rip = r64(v, RIP);
+        s.rflags = r64(v, RFLAGS);
+        s.cr0 = r64(v, CR0);
+        s.cr2 = r64(v, CR2);
+        s.cr3 = r64(v, CR3);
+        s.cr4 = r64(v, CR4);
+        s.efer = r64(v, EFER) & !EFER_SVME;
+        s.dr7 = r64(v, DR7);
+        s.es = seg_read(v, ES);
+        s.cs = seg_read(v, CS);
+        s.ss = seg_read(v, SS);
+        s.ds = seg_read(v, DS);
+        s.fs = seg_read(v, FS);
+        s.gs = seg_read(v, GS);
+        s.tr = seg_read(v, TR);
+        s.ldtr = seg_read(v, LDTR);
+        s.gdtr = dt_read(v, GDTR);
+        s.idtr = dt_read(v, IDTR);
+        s.sysenter_cs = r64(v, SYSENTER_CS);
+        s.sysenter_esp = r64(v, SYSENTER_ESP);
+        s.sysenter_eip = r64(v, SYSENTER_EIP);
+        s.star = r64(v, STAR);
+        s.lstar = r64(v, LSTAR);
+        s.cstar = r64(v, CSTAR);
+        s.fmask = r64(v, SFMASK);
+        s.kernel_gs_base = r64(v, KERNEL_GS_BASE);
+        s.pat = r64(v, G_PAT);
         s.xcr0 = xcr0;
-        s.tsc_offset = r64(pa, TSC_OFFSET);
-        let inj = r64(pa, EVENTINJ);
+        s.tsc_offset = r64(v, TSC_OFFSET);
+        let inj = r64(v, EVENTINJ);
         s.inject = inj as u32;
         s.inject_error = (inj >> 32) as u32;
         s.inject_len = 0;
-        s.interruptibility = (r64(pa, INT_SHADOW) & 1) as u32;
+        s.interruptibility = (r64(v, INT_SHADOW) & 1) as u32;
         s.activity = 0;
         s.controls = controls;
         s.valid = field::ALL;
@@ -416,18 +445,18 @@ impl Vmcb {
     /// The exit the last VMRUN ended with, or `None` for a host interrupt (the
     /// kernel takes it and runs the guest again).
     pub fn exit(&self, nrip: bool) -> Option<ExitInfo> {
-        let pa = self.pa;
-        let mut code = r64(pa, EXITCODE);
+        let v = page(self.pa);
+        let mut code = r64(v, EXITCODE);
         if code as u32 == u32::MAX {
             code = EXIT_INVALID; // -1, which some CPUs store as 32 bits
         }
         if matches!(code, EXIT_INTR | EXIT_NMI | EXIT_SMI) {
             return None;
         }
-        let info1 = r64(pa, EXITINFO1);
-        let info2 = r64(pa, EXITINFO2);
-        let next = r64(pa, NEXT_RIP);
-        let rip = r64(pa, RIP);
+        let info1 = r64(v, EXITINFO1);
+        let info2 = r64(v, EXITINFO2);
+        let next = r64(v, NEXT_RIP);
+        let rip = r64(v, RIP);
         let instr_len = if nrip && next > rip && next - rip <= 15 {
             next - rip
         } else {
@@ -447,15 +476,16 @@ impl Vmcb {
             gla: 0,
             instr_len,
             intr_info: 0,
-            vectoring: r64(pa, EXITINTINFO),
+            vectoring: r64(v, EXITINTINFO),
         })
     }
 
     /// Enters the guest; returns at its next exit. `flush` empties the guest's TLB
     /// first (its nested page table lost mappings).
     pub fn run(&self, cpu: &CpuArea, flush: bool) {
-        w32(self.pa, TLB_CONTROL, if flush { 1 } else { 0 });
-        w32(self.pa, CLEAN, 0);
+        let v = page(self.pa);
+        w32(v, TLB_CONTROL, if flush { 1 } else { 0 });
+        w32(v, CLEAN, 0);
         // SAFETY: the VMCB is a valid, page-aligned VMCB owned by this vCPU, whose
         // intercepts keep every host resource (interrupts, I/O, MSRs, shutdown) with
         // the kernel; `gprs` is a page holding 16 registers; the host save areas were
