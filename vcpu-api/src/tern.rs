@@ -77,6 +77,11 @@ impl TernVcpu {
         self.sel
     }
 
+    fn page_ref(&self) -> &abi::VcpuState {
+        // SAFETY: as for `page`.
+        unsafe { &*self.page }
+    }
+
     fn page(&mut self) -> &mut abi::VcpuState {
         // SAFETY: see `new`: the page is mapped for our lifetime and only the
         // handler thread uses it, between runs (the kernel writes it only while
@@ -179,7 +184,10 @@ impl TernVcpu {
     /// Writes the charged fields into the state page; returns the charged mask.
     fn write_charged(&mut self, s: &VcpuState, charged: FieldSet) -> Result<u64, BackendError> {
         let mut mask = 0;
-        for f in charged.iter() {
+        let mut bits = charged.0;
+        while bits != 0 {
+            let f = Field::ALL[bits.trailing_zeros() as usize];
+            bits &= bits - 1;
             if f == Field::Fpu && (self.entered || !is_reset_fpu(s.fpu.get().bytes())) {
                 return Err(BackendError::Unsupported { field: f });
             }
@@ -289,7 +297,7 @@ impl TernVcpu {
 
     /// Loads the state page (as the kernel wrote it at the exit) into `s`.
     fn read_exit(&mut self, s: &mut VcpuState) {
-        let p = *self.page();
+        let p = self.page_ref();
         let g = p.gpr;
         for (i, v) in g.iter().enumerate() {
             let reg = match i {

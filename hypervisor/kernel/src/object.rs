@@ -350,6 +350,9 @@ impl Kernel {
     /// Handles capabilities that revocation removed: objects whose root
     /// capability went are destroyed; removed memory and ports are unmapped.
     pub fn removed_objects(&mut self, removed: Vec<mapdb::Mapping<PdId, ObjRef>>) {
+        if !removed.is_empty() {
+            self.virt.capabilities_removed();
+        }
         let mut work = removed;
         while let Some(m) = work.pop() {
             let at = (m.space, m.base);

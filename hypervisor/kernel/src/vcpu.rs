@@ -113,11 +113,17 @@ pub struct Vm {
     pub tag: u32,
 }
 
-/// Allocator of VM tags and the graves of each CPU.
+/// Allocator of VM tags, the graves of each CPU, and the capability check of the
+/// last `vcpu_run` per CPU.
 #[derive(Default)]
 pub struct VirtState {
     tags: Vec<bool>,
     graves: Vec<(usize, Grave)>,
+    /// Per CPU: (caller PD, selector, vCPU) of the last `vcpu_run` whose capability
+    /// check passed. Valid until an object capability is removed anywhere (rights
+    /// only shrink by removal), so the mapping-database lookup is skipped on the
+    /// round trips of a VMM that keeps running the same vCPU.
+    checked: Vec<Option<(PdId, u64, EcId)>>,
 }
 
 enum Grave {
@@ -144,6 +150,26 @@ impl VirtState {
         self.tags.resize(next + 1, false);
         self.tags[next] = true;
         Ok(Vm { tag: next as u32 })
+    }
+
+    /// Object capabilities were removed: forget the checks made so far.
+    pub fn capabilities_removed(&mut self) {
+        self.checked.clear();
+    }
+
+    /// The vCPU behind `sel` of `pd` with the control right, using the per-CPU cache.
+    fn vcpu_cap(k: &mut Kernel, cpu: usize, pd: PdId, sel: u64) -> KResult<EcId> {
+        if let Some(Some((p, s, id))) = k.virt.checked.get(cpu) {
+            if *p == pd && *s == sel {
+                return Ok(*id);
+            }
+        }
+        let id = k.cap_ec(pd, sel, obj_rights::CTRL)?;
+        if k.virt.checked.len() <= cpu {
+            k.virt.checked.resize(cpu + 1, None);
+        }
+        k.virt.checked[cpu] = Some((pd, sel, id));
+        Ok(id)
     }
 
     pub fn free_tag(&mut self, vm: &Vm) {
@@ -406,13 +432,12 @@ fn prepare(
     let Some(vendor) = vendor() else {
         return Err(Status::NoFeature);
     };
-    let id = k.cap_ec(pd, sel, obj_rights::CTRL)?;
     let here = smp::cpu_id();
+    let id = VirtState::vcpu_cap(k, here, pd, sel)?;
     reap(k, here);
-    let e = k.ecs.get(id).expect("checked");
-    if e.vcpu.is_none() {
+    let Some(e) = k.ecs.get(id).filter(|e| e.vcpu.is_some()) else {
         return Err(Status::BadCapability);
-    }
+    };
     if e.cpu != here {
         return Err(Status::BadCpu);
     }

@@ -188,13 +188,16 @@ pub fn fuzz(rounds: u32) -> Result<([u32; 4], bool), &'static str> {
 pub fn raw_bench(ram: u64, rounds: u64) -> Result<u64, &'static str> {
     let vm = Vm::create(ram).map_err(|_| "cannot create the VM")?;
     vm.ram()[0x1000..0x1004].copy_from_slice(&[0xe6, 0x80, 0xeb, 0xfc]); // out 0x80, al; jmp -4
-    let vcpu = vm.vcpu(native::StartInfo::get().cpu).map_err(|_| "cannot create the vCPU")?;
+    let vcpu = vm
+        .vcpu(native::StartInfo::get().cpu)
+        .map_err(|_| "cannot create the vCPU")?;
     vcpu.run(0).map_err(|_| "first run failed")?;
     let s = vcpu.state();
     s.cs.selector = 0;
     s.cs.base = 0;
     s.rip = 0x1000;
-    vcpu.run(field::SEG | field::RIP).map_err(|_| "run failed")?;
+    vcpu.run(field::SEG | field::RIP)
+        .map_err(|_| "run failed")?;
     let start = native::rdtsc();
     for _ in 0..rounds {
         let s = vcpu.state();
@@ -209,7 +212,19 @@ pub fn raw_bench(ram: u64, rounds: u64) -> Result<u64, &'static str> {
     for _ in 0..rounds {
         let _ = hyper_abi::syscall::lookup(hyper_abi::Crd::obj(vcpu.sel, 0));
     }
-    native::println!("vmm-native: raw-bench: a lookup hypercall costs {} cycles", (native::rdtsc() - t0) / rounds);
+    native::println!(
+        "vmm-native: raw-bench: a lookup hypercall costs {} cycles",
+        (native::rdtsc() - t0) / rounds
+    );
+    let t0 = native::rdtsc();
+    for _ in 0..rounds {
+        // SAFETY: an unknown hypercall number does nothing.
+        let _ = unsafe { hyper_abi::syscall::raw(99, 0, 0, 0, 0, 0, 0) };
+    }
+    native::println!(
+        "vmm-native: raw-bench: an unknown hypercall costs {} cycles",
+        (native::rdtsc() - t0) / rounds
+    );
     vm.destroy();
     Ok(cycles / rounds)
 }

@@ -355,11 +355,7 @@ impl Vmcb {
             w64(v, TSC_OFFSET, s.tsc_offset);
         }
         if charged & field::INJECT != 0 {
-            w64(
-                v,
-                EVENTINJ,
-                s.inject as u64 | (s.inject_error as u64) << 32,
-            );
+            w64(v, EVENTINJ, s.inject as u64 | (s.inject_error as u64) << 32);
         }
         if charged & field::INTR_STATE != 0 {
             w64(v, INT_SHADOW, (s.interruptibility & 3 != 0) as u64);
