@@ -74,7 +74,7 @@ pub fn handle(k: &mut Kernel, ec: EcId, f: &Frame) -> Outcome {
             Err(s) => Outcome::Done(s, 0, 0),
         },
         Hypercall::ConsoleWrite => done(console_write(k, ec, a)),
-        Hypercall::VcpuRun => crate::vcpu::run(k, ec, pd, a, b),
+        Hypercall::VcpuRun => crate::vcpu::run(k, pd, a, b),
         Hypercall::ConsoleRead => match console_read(k, ec, pd, a) {
             Ok(n) => Outcome::Done(Status::Success, n, 0),
             Err(s) => Outcome::Done(s, 0, 0),

@@ -414,21 +414,15 @@ fn synthetic(kind: u32, qual: u64) -> ExitInfo {
 
 /// `vcpu_run(sel, charged)` by `caller`: checks, loads the charged state and
 /// prepares the guest entry, or answers at once (startup, recall, refused state).
-pub fn run(k: &mut Kernel, caller: EcId, pd: PdId, sel: u64, charged: u64) -> Outcome {
-    match prepare(k, caller, pd, sel, charged) {
+pub fn run(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> Outcome {
+    match prepare(k, pd, sel, charged) {
         Ok(Some(entry)) => Outcome::Guest(entry),
         Ok(None) => Outcome::Done(Status::Success, 0, 0),
         Err(s) => Outcome::Done(s, 0, 0),
     }
 }
 
-fn prepare(
-    k: &mut Kernel,
-    caller: EcId,
-    pd: PdId,
-    sel: u64,
-    charged: u64,
-) -> KResult<Option<Entry>> {
+fn prepare(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> KResult<Option<Entry>> {
     let Some(vendor) = vendor() else {
         return Err(Status::NoFeature);
     };
@@ -507,7 +501,6 @@ fn prepare(
         tsc_aux: v.tsc_aux,
     };
     crate::sched::load_fpu(k, here, id);
-    let _ = caller;
     Ok(Some(entry))
 }
 
@@ -590,8 +583,6 @@ pub fn enter(entry: &mut Entry) -> Option<ExitInfo> {
 /// After the guest left (under the lock again): the caller's `vcpu_run` returns the
 /// exit, or, for a host interrupt, is restarted so that the interrupt is taken first.
 pub fn finish(k: &mut Kernel, cpu: usize, caller: EcId, entry: Entry, exit: Option<ExitInfo>) {
-    // the FS base may have been changed behind the scheduler's back (VMX host state)
-    k.sched.cpus[cpu].fs_base = None;
     reap(k, cpu);
     let result = match k.ecs.get_mut(entry.vcpu) {
         Some(e) if e.vcpu.is_some() => {

@@ -11,7 +11,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `sys` | selectors, memory, VMs, vCPUs, boot modules, threads (all `unsafe`) |
+//! | `sys` | selectors, memory, VMs, vCPUs, boot modules, threads (`unsafe` is here and in `platform`) |
 //! | `platform` | guest RAM and the host hooks `vmm-core` asks for |
 //! | `smoke` | the built-in check |
 #![no_std]
@@ -28,7 +28,6 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use native::println;
-use vcpu_api::tern::TernVcpu;
 use vcpu_api::Vcpu;
 use vmm_core::{Outcome, VmConfig};
 
@@ -219,9 +218,7 @@ fn run_guest(
             vcpu_cpu,
             10,
             Box::new(move || {
-                // SAFETY: the kernel mapped the state page at `handle.state_va()`.
-                let mut backend =
-                    unsafe { TernVcpu::new(handle.sel, handle.state_va(), sys::thread_id) };
+                let mut backend = handle.backend();
                 backend.adopt();
                 let mut vcpu = Vcpu::new(backend);
                 let counters = core.run_vcpu(index, &mut vcpu, boot);
@@ -236,8 +233,7 @@ fn run_guest(
     let handle = vm
         .vcpu(cpu)
         .map_err(|e| format!("cannot create vCPU 0 ({})", e.name()))?;
-    // SAFETY: the kernel mapped the state page at `handle.state_va()`.
-    let backend = unsafe { TernVcpu::new(handle.sel, handle.state_va(), sys::thread_id) };
+    let backend = handle.backend();
     let mut vcpu = Vcpu::new(backend);
     let counters = core.run_vcpu(0, &mut vcpu, boot);
     for _ in 1..vcpus {

@@ -159,13 +159,7 @@ pub fn fuzz(rounds: u32) -> Result<([u32; 4], bool), &'static str> {
         0
     };
     for _ in 0..rounds {
-        let s = vcpu.state();
-        let words = core::mem::size_of::<VcpuState>() / 8;
-        // SAFETY: VcpuState is plain integers (any bit pattern is a value); the
-        // page is ours between runs.
-        let raw =
-            unsafe { core::slice::from_raw_parts_mut(s as *mut VcpuState as *mut u64, words) };
-        for w in raw.iter_mut() {
+        for w in vcpu.state_words().iter_mut() {
             if rng.next_u64().is_multiple_of(4) {
                 *w = nasty(&mut rng);
             }
@@ -218,8 +212,7 @@ pub fn raw_bench(ram: u64, rounds: u64) -> Result<u64, &'static str> {
     );
     let t0 = native::rdtsc();
     for _ in 0..rounds {
-        // SAFETY: an unknown hypercall number does nothing.
-        let _ = unsafe { hyper_abi::syscall::raw(99, 0, 0, 0, 0, 0, 0) };
+        sys::unknown_hypercall();
     }
     native::println!(
         "vmm-native: raw-bench: an unknown hypercall costs {} cycles",

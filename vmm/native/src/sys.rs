@@ -1,7 +1,8 @@
 //! The Tern resources a VMM needs: selectors, guest RAM (memory from the roottask,
 //! delegated into the VM's guest-physical space), VMs and vCPUs with their state
 //! pages, boot modules, and threads. A thin layer over the hypercalls in
-//! `hyper_abi` and the parent protocol; the only module with `unsafe` code.
+//! `hyper_abi` and the parent protocol; with `platform`'s guest RAM, the only place
+//! with `unsafe` code.
 //!
 //! Threads: every thread runs on its own stack inside a 1 MiB slot of
 //! [`STACK_REGION`] (the main thread below `native::STACK_TOP`), so the slot of the
@@ -127,13 +128,23 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
-    /// Where the kernel mapped the state page.
-    pub fn state_va(&self) -> u64 {
-        self.state
-    }
-
     pub fn run(&self, charged: u64) -> Result<(), Status> {
         syscall::vcpu_run(self.sel, charged)
+    }
+
+    /// The vcpu-api backend for this vCPU; the calling thread becomes its handler.
+    pub fn backend(&self) -> vcpu_api::tern::TernVcpu {
+        // SAFETY: the kernel mapped this vCPU's state page at `self.state` when it
+        // created the vCPU; the mapping lives as long as the program.
+        unsafe { vcpu_api::tern::TernVcpu::new(self.sel, self.state, thread_id) }
+    }
+
+    /// The state page as plain words (for the hostile-VMM check, which scribbles on it).
+    pub fn state_words(&self) -> &'static mut [u64] {
+        let words = core::mem::size_of::<VcpuState>() / 8;
+        // SAFETY: as for `state`; VcpuState is plain integers, any bit pattern is a
+        // value of it.
+        unsafe { core::slice::from_raw_parts_mut(self.state as *mut u64, words) }
     }
 
     /// The state page (valid between runs).
@@ -266,4 +277,10 @@ impl Semaphore {
     pub fn down(&self) {
         let _ = syscall::sm_ctrl(self.0, hyper_abi::SmOp::Down, 0);
     }
+}
+
+/// A hypercall number the kernel does not know: the cost of entering and leaving it.
+pub fn unknown_hypercall() {
+    // SAFETY: an unknown hypercall changes nothing.
+    let _ = unsafe { syscall::raw(99, 0, 0, 0, 0, 0, 0) };
 }
