@@ -22,10 +22,7 @@ pub const MAX_VCPUS: u32 = 4;
 /// Bytes of stack per vCPU.
 pub const STACK_SIZE: u32 = 32 * 1024;
 
-/// EAX of the boot vCPU at entry (Multiboot v1).
-pub const BOOT_MAGIC: u32 = 0x2BAD_B002;
-/// EAX of a secondary vCPU at entry; ESI holds its number.
-pub const SECONDARY_MAGIC: u32 = 0x5643_5055;
+pub use guest_protocol::{BOOT_MAGIC, SECONDARY_MAGIC};
 
 core::arch::global_asm!(
     r#"

@@ -7,15 +7,7 @@
 use crate::cpu;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-
-/// COM1's transmit holding register.
-pub const COM1: u16 = 0x3f8;
-/// QEMU isa-debug-exit compatible result port.
-pub const EXIT_PORT: u16 = 0xf4;
-/// Value written to [`EXIT_PORT`] for PASS (QEMU exit status 33).
-pub const EXIT_PASS: u8 = 0x10;
-/// Value written to [`EXIT_PORT`] for FAIL (QEMU exit status 35).
-pub const EXIT_FAIL: u8 = 0x11;
+pub use guest_protocol::{COM1, EXIT_FAIL, EXIT_PASS, EXIT_PORT};
 
 static NAME_PTR: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
 static NAME_LEN: AtomicUsize = AtomicUsize::new(0);

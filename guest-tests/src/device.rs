@@ -5,37 +5,11 @@
 
 use crate::{cpu, fail};
 
-pub const TD_ID: u16 = 0xE00;
-pub const TD_VCPU: u16 = 0xE04;
-pub const TD_MEM: u16 = 0xE08;
-pub const TD_SCRATCH: u16 = 0xE0C;
-pub const TD_COUNTER: u16 = 0xE10;
-pub const TD_SUM: u16 = 0xE14;
-pub const TD_NOP: u16 = 0xE18;
-pub const TD_CMD: u16 = 0xE1C;
-pub const TD_ARG0: u16 = 0xE20;
-pub const TD_ARG1: u16 = 0xE24;
-
-/// `TD_ID` of a present device ("TDEV").
-pub const TD_ID_VALUE: u32 = 0x5645_4454;
-
-pub const CMD_IRQ_NOW: u32 = 1;
-pub const CMD_IRQ_ON_HLT: u32 = 2;
-pub const CMD_RECALL_IRQ: u32 = 3;
-pub const CMD_TSC_ADVANCE: u32 = 4;
-pub const CMD_INVALID_STATE: u32 = 5;
-
-/// Guest-physical address of the MMIO page.
-pub const MMIO_BASE: u64 = 0xD000_0000;
-pub const MM_ID: u64 = 0x000;
-pub const MM_SCRATCH: u64 = 0x008;
-pub const MM_INVERT: u64 = 0x010;
-pub const MM_WRITES: u64 = 0x018;
-/// `MM_ID` of a present device ("MMIO").
-pub const MM_ID_VALUE: u32 = 0x4F49_4D4D;
-
-/// Guest-physical address the VMM leaves unmapped.
-pub const UNMAPPED: u64 = 0xE000_0000;
+pub use guest_protocol::{
+    CMD_INVALID_STATE, CMD_IRQ_NOW, CMD_IRQ_ON_HLT, CMD_RECALL_IRQ, CMD_TSC_ADVANCE, MMIO_BASE,
+    MM_ID, MM_ID_VALUE, MM_INVERT, MM_SCRATCH, MM_WRITES, TD_ARG0, TD_ARG1, TD_CMD, TD_COUNTER,
+    TD_ID, TD_ID_VALUE, TD_MEM, TD_NOP, TD_SCRATCH, TD_SUM, TD_VCPU, UNMAPPED,
+};
 
 /// Fails the test unless the test device answers.
 pub fn require() {

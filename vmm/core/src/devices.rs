@@ -9,25 +9,10 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-pub const COM1_THR: u16 = 0x3f8;
-pub const COM1_SCRATCH: u16 = 0x3ff;
-pub const EXIT_PORT: u16 = 0xf4;
-
-pub const TD_ID: u16 = 0xE00;
-pub const TD_VCPU: u16 = 0xE04;
-pub const TD_MEM: u16 = 0xE08;
-pub const TD_SCRATCH: u16 = 0xE0C;
-pub const TD_COUNTER: u16 = 0xE10;
-pub const TD_SUM: u16 = 0xE14;
-pub const TD_NOP: u16 = 0xE18;
-pub const TD_CMD: u16 = 0xE1C;
-pub const TD_ARG0: u16 = 0xE20;
-pub const TD_ARG1: u16 = 0xE24;
-pub const TD_ID_VALUE: u32 = 0x5645_4454;
-
-pub const MMIO_BASE: u64 = 0xD000_0000;
-pub const MMIO_SIZE: u64 = 0x1000;
-pub const MM_ID_VALUE: u32 = 0x4F49_4D4D;
+pub use guest_protocol::{
+    COM1 as COM1_THR, COM1_SCRATCH, EXIT_PORT, MMIO_BASE, MMIO_SIZE, MM_ID_VALUE, TD_ARG0, TD_ARG1,
+    TD_CMD, TD_COUNTER, TD_ID, TD_ID_VALUE, TD_MEM, TD_NOP, TD_SCRATCH, TD_SUM, TD_VCPU,
+};
 
 /// Longest console line kept; a guest that never sends `\n` gets its output
 /// cut into lines of this length.

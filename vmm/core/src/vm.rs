@@ -14,6 +14,9 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use guest_protocol::{
+    CMD_INVALID_STATE, CMD_IRQ_NOW, CMD_IRQ_ON_HLT, CMD_RECALL_IRQ, CMD_TSC_ADVANCE,
+};
 
 use halifax_emu::{EmuError, Emulator};
 use spin::Mutex;
@@ -66,8 +69,8 @@ impl Default for VmConfig {
 }
 
 /// EAX of the boot vCPU (Multiboot v1) and of the others ("UPCV").
-pub const BOOT_MAGIC: u64 = 0x2BAD_B002;
-pub const SECONDARY_MAGIC: u64 = 0x5643_5055;
+pub const BOOT_MAGIC: u64 = guest_protocol::BOOT_MAGIC as u64;
+pub const SECONDARY_MAGIC: u64 = guest_protocol::SECONDARY_MAGIC as u64;
 
 const RFLAGS_IF: u64 = 1 << 9;
 const CR0_PE: u64 = 1;
@@ -539,12 +542,12 @@ impl<'a> Vm<'a> {
             Next::Stop
         };
         match cmd {
-            1..=3 if vector().is_none() => {
+            CMD_IRQ_NOW..=CMD_RECALL_IRQ if vector().is_none() => {
                 return protocol("interrupt vector in TD_ARG0 outside 32..255");
             }
-            1 => ctx.pending_irq = vector(),
-            2 => ctx.irq_on_hlt = vector(),
-            3 => {
+            CMD_IRQ_NOW => ctx.pending_irq = vector(),
+            CMD_IRQ_ON_HLT => ctx.irq_on_hlt = vector(),
+            CMD_RECALL_IRQ => {
                 if !(1..=1000).contains(&arg1) {
                     return protocol("RECALL_IRQ delay in TD_ARG1 outside 1..1000 ms");
                 }
@@ -559,12 +562,12 @@ impl<'a> Vm<'a> {
                     }),
                 );
             }
-            4 => {
+            CMD_TSC_ADVANCE => {
                 let advance = (arg1 as u64) << 32 | arg0 as u64;
                 s.tsc_offset
                     .update(|offset| *offset = offset.wrapping_add(advance));
             }
-            5 => {
+            CMD_INVALID_STATE => {
                 ctx.invalid_state_requested = true;
                 s.cr0.update(|cr0| *cr0 = (*cr0 & !CR0_PE) | CR0_PG);
             }
