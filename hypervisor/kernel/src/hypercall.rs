@@ -366,12 +366,7 @@ fn ec_ctrl(k: &mut Kernel, me: EcId, pd: PdId, ec_sel: u64, op: u64) -> KResult<
             if t.kind != EcKind::Global || t.sc.is_some() || t.state != EcState::Ready {
                 return Err(Status::BadParameter);
             }
-            let src = k
-                .ecs
-                .get(me)
-                .and_then(|e| e.utcb)
-                .ok_or(Status::BadParameter)?
-                .1;
+            let src = crate::ipc::utcb_pa(k, me).ok_or(Status::BadParameter)?;
             if crate::ipc::load_state(k, ec, src) {
                 Ok(())
             } else {
@@ -422,16 +417,11 @@ fn assign_gsi(k: &mut Kernel, pd: PdId, sm_sel: u64, cpu: u64) -> KResult<()> {
 }
 
 fn console_write(k: &mut Kernel, ec: EcId, len: u64) -> KResult<()> {
-    let pa = k
-        .ecs
-        .get(ec)
-        .and_then(|e| e.utcb)
-        .ok_or(Status::BadParameter)?
-        .1;
+    let pa = crate::ipc::utcb_pa(k, ec).ok_or(Status::BadParameter)?;
     if len > (hyper_abi::UTCB_WORDS * 8) as u64 {
         return Err(Status::BadParameter);
     }
-    crate::console::write_bytes(phys::slice(pa + 24, len as usize));
+    crate::console::write_bytes(phys::slice(pa + crate::ipc::HDR, len as usize));
     Ok(())
 }
 
@@ -441,15 +431,8 @@ fn console_read(k: &mut Kernel, ec: EcId, pd: PdId, max: u64) -> KResult<u64> {
     if k.pds.get(pd).is_none_or(|p| p.parent.is_some()) {
         return Err(Status::BadCapability);
     }
-    let pa = k
-        .ecs
-        .get(ec)
-        .and_then(|e| e.utcb)
-        .ok_or(Status::BadParameter)?
-        .1;
-    let mut buf = [0u8; 256];
-    let len = (max as usize).min(buf.len());
-    let n = crate::console::read_bytes(&mut buf[..len]);
-    phys::slice_mut(pa + 24, n).copy_from_slice(&buf[..n]);
+    let pa = crate::ipc::utcb_pa(k, ec).ok_or(Status::BadParameter)?;
+    let len = (max as usize).min(256);
+    let n = crate::console::read_bytes(phys::slice_mut(pa + crate::ipc::HDR, len));
     Ok(n as u64)
 }

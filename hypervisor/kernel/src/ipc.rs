@@ -7,9 +7,11 @@ use crate::object::{EcId, EcKind, EcState, Id, KResult, Kernel, PdId, SmId};
 use crate::sched::{enqueue, sc_of};
 use hyper_abi::{exc, mem_rights, Crd, CrdKind, Status, UTCB_WORDS};
 
-const HDR: u64 = 24;
+/// Bytes of UTCB header before the message words.
+pub const HDR: u64 = 24;
 
-fn utcb_pa(k: &Kernel, ec: EcId) -> Option<u64> {
+/// Physical address of an EC's UTCB page.
+pub fn utcb_pa(k: &Kernel, ec: EcId) -> Option<u64> {
     k.ecs.get(ec)?.utcb.map(|(_, pa)| pa)
 }
 
