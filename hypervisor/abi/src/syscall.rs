@@ -53,6 +53,17 @@ fn hc(n: Hypercall, a: u64, b: u64, c: u64, d: u64, e: u64) -> Result<Ret, Statu
     status(unsafe { raw(n as u64, a, b, c, d, e, 0) })
 }
 
+/// `reply`: answers the call the calling portal handler serves with its UTCB's
+/// message; the handler starts afresh at its portal's entry on the next call, so
+/// this does not return.
+pub fn reply() -> ! {
+    loop {
+        // SAFETY: a reply sends the UTCB's message (its typed items delegate from
+        // the caller's own resources to the one it answers) and removes nothing
+        // from the caller. It only returns when there is no call to answer.
+        unsafe { raw(Hypercall::Reply as u64, 0, 0, 0, 0, 0, 0) };
+    }
+}
 pub fn call(pt: u64) -> Result<(), Status> {
     hc(Hypercall::Call, pt, 0, 0, 0, 0).map(|_| ())
 }

@@ -182,13 +182,6 @@ pub enum After {
     End,
 }
 
-fn reply_and_wait() -> ! {
-    loop {
-        // SAFETY: `reply` only sends our UTCB's message; it touches no memory.
-        unsafe { hc::raw(hyper_abi::Hypercall::Reply as u64, 0, 0, 0, 0, 0, 0) };
-    }
-}
-
 /// Entry of every thread's handler: one event (system call, page fault or
 /// other exception) of the thread in slot `badge`.
 extern "C" fn on_event(badge: u64) -> ! {
@@ -223,7 +216,7 @@ extern "C" fn on_event(badge: u64) -> ! {
             u.untyped = 1;
         }
     }
-    reply_and_wait()
+    hc::reply()
 }
 
 fn exception_name(v: u64) -> &'static str {

@@ -510,12 +510,7 @@ fn handler_at(badge: u64) -> u64 {
     HANDLER_UTCB + (badge >> 32) * 0x1000
 }
 
-fn reply() -> ! {
-    loop {
-        // SAFETY: reply never touches our memory.
-        unsafe { syscall::raw(hyper_abi::Hypercall::Reply as u64, 0, 0, 0, 0, 0, 0) };
-    }
-}
+use syscall::reply;
 
 /// Ends a component for good: its PD (and with it all its threads and
 /// everything delegated to it) is revoked, its memory returns to the pool, and

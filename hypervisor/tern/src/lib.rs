@@ -178,10 +178,7 @@ extern "C" fn serve_entry(index: u64) -> ! {
     u.words[..len].copy_from_slice(&reply[..len]);
     u.untyped = len as u32;
     u.typed = 0;
-    loop {
-        // SAFETY: reply only sends the UTCB's message.
-        unsafe { syscall::raw(hyper_abi::Hypercall::Reply as u64, 0, 0, 0, 0, 0, 0) };
-    }
+    syscall::reply()
 }
 
 /// Offers `handler` as service `name` (the configuration must list it under
