@@ -1,0 +1,1 @@
+//! Placeholder: the Linux KVM host (issue 6).

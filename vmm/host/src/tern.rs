@@ -1,0 +1,1 @@
+//! Placeholder: the Tern host (issue 6).
