@@ -1,1 +1,12 @@
-//! Placeholder: being written (issue 6).
+//! vmm-platform: what a Tern VM looks like, as data.
+//!
+//! Pure functions and plain data, no I/O besides reading the configuration
+//! file: the machine (`vmm-pc`) turns them into a running VM.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`layout`] | the guest-physical memory map and the e820 table |
+//!
+//! Must not touch: devices, vCPUs, guest memory (the machine's).
+
+pub mod layout;
