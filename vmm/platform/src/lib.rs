@@ -5,8 +5,10 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`config`] | the VM configuration file (TOML): keys, defaults, checks, errors naming file and key |
 //! | [`layout`] | the guest-physical memory map and the e820 table |
 //!
 //! Must not touch: devices, vCPUs, guest memory (the machine's).
 
+pub mod config;
 pub mod layout;
