@@ -26,19 +26,28 @@
 //! * every exit: GPRs, `ip`, `ip_len`, `flags`, `exit`, `qual`
 //!   (`[0]` = KVM's hardware entry failure reason, `[1]` = MMIO address);
 //!   `intr_state` from `ready_for_interrupt_injection`; `tpr` from CR8;
-//! * every exit except non-string port I/O: also segments, descriptor
+//! * every exit except non-string port I/O and MSR exits: also segments, descriptor
 //!   tables, control registers, EFER, events, `dr7`, SYSENTER/SYSCALL MSRs,
 //!   `kernel_gs_base`, `tsc`, `tsc_aux`, `xss`, `xcr0` and `fpu`.
 //!
 //! Writes always start from KVM's current values, so an uncharged field is
 //! never clobbered with a stale copy. `inj_info` is empty on every exit (KVM
-//! re-injects interrupted events itself). Not supported (charging them is
+//! re-injects interrupted events itself) except as said below. Not supported (charging them is
 //! an error): `pdpte`, `tpr_threshold`, `Controls::NMI_WINDOW`; `ip_len`
 //! and `qual` are information only and never written.
 //!
-//! CPUID and MSRs are handled inside KVM (`KVM_SET_CPUID2` with the table
-//! given to [`KvmVm::create_vcpu`]; unknown MSRs raise #GP), so those exits
-//! do not reach the VMM.
+//! CPUID is handled inside KVM (`KVM_SET_CPUID2` with the table given to
+//! [`KvmVm::create_vcpu`]), so CPUID exits do not reach the VMM. MSRs are
+//! KVM's too (unknown ones raise #GP) unless [`KvmVm::exit_on_msrs`] routes
+//! some to the VMM: then those, and every MSR KVM does not know, arrive as
+//! [`ExitReason::Msr`] with the state *before* the RDMSR/WRMSR (`ip_len` 2);
+//! the VMM answers in RAX/RDX and skips it, or injects #GP, as on hardware.
+//!
+//! An event KVM still holds for injection (it entered no guest code since
+//! it was charged, e.g. a recall came first) is reported in `inj_info` on
+//! the exits that load the full state, like the hardware's IDT-vectoring
+//! information: a VMM that injects again only after `inj_info` is free
+//! never overwrites it.
 //!
 //! # Threads
 //!
@@ -61,11 +70,15 @@ use kvm_bindings::{
     KVM_MAX_CPUID_ENTRIES, KVM_VCPUEVENT_VALID_SHADOW, KVM_X86_SHADOW_INT_MOV_SS,
     KVM_X86_SHADOW_INT_STI,
 };
-use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{
+    Cap, Kvm, MsrExitReason, MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, SyncReg,
+    VcpuExit, VcpuFd, VmFd,
+};
 use vmm_sys_util::errno;
 
 use crate::exit::{
-    Access, CompletedWrite, Direction, Exit, ExitReason, IoAccess, PageFault, RawExit, WriteTarget,
+    Access, CompletedWrite, Direction, Exit, ExitReason, IoAccess, MsrAccess, PageFault, RawExit,
+    WriteTarget,
 };
 use crate::state::{
     interruptibility, Controls, EventInfo, EventKind, Field, Segment, TableRegister, VcpuState,
@@ -205,6 +218,47 @@ impl KvmVm {
         // SAFETY: the caller guarantees the mapping (see above).
         unsafe { self.vm.set_user_memory_region(region) }
             .map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))
+    }
+
+    /// Routes guest RDMSR/WRMSR of the MSRs in `ranges` (inclusive index
+    /// ranges, at most 16), and of every MSR KVM does not know, to the VMM
+    /// as [`ExitReason::Msr`] exits instead of answering them in KVM. Call
+    /// it before creating vCPUs.
+    pub fn exit_on_msrs(&self, ranges: &[(u32, u32)]) -> Result<(), KvmError> {
+        for (cap, name) in [
+            (Cap::X86UserSpaceMsr, "KVM_CAP_X86_USER_SPACE_MSR"),
+            (Cap::X86MsrFilter, "KVM_CAP_X86_MSR_FILTER"),
+        ] {
+            if !self.kvm.check_extension(cap) {
+                return Err(KvmError::MissingCapability(name));
+            }
+        }
+        let mut cap = kvm_bindings::kvm_enable_cap {
+            cap: kvm_bindings::KVM_CAP_X86_USER_SPACE_MSR,
+            ..Default::default()
+        };
+        cap.args[0] = (MsrExitReason::Unknown | MsrExitReason::Filter).bits() as u64;
+        self.vm
+            .enable_cap(&cap)
+            .map_err(ioctl("KVM_ENABLE_CAP(X86_USER_SPACE_MSR)"))?;
+        // A range's bitmap has a 0 bit for each MSR KVM must not handle.
+        let bitmaps: Vec<Vec<u8>> = ranges
+            .iter()
+            .map(|&(first, last)| vec![0; (last.saturating_sub(first) as usize + 1).div_ceil(8)])
+            .collect();
+        let filter: Vec<MsrFilterRange> = ranges
+            .iter()
+            .zip(&bitmaps)
+            .map(|(&(first, last), bitmap)| MsrFilterRange {
+                flags: MsrFilterRangeFlags::READ | MsrFilterRangeFlags::WRITE,
+                base: first,
+                msr_count: last.saturating_sub(first) + 1,
+                bitmap,
+            })
+            .collect();
+        self.vm
+            .set_msr_filter(MsrFilterDefaultAction::ALLOW, &filter)
+            .map_err(ioctl("KVM_X86_SET_MSR_FILTER"))
     }
 
     /// The CPUID leaves KVM can offer a guest.
@@ -432,8 +486,23 @@ enum KvmExit {
     },
     /// KVM already skipped the (one-byte) HLT.
     Hlt,
+    /// A user-space MSR exit (see [`KvmVm::exit_on_msrs`]).
+    Msr(MsrAccess),
     Plain(ExitReason, u32),
     Recall,
+}
+
+/// The event KVM holds for injection at the next entry, if any.
+fn pending_event(events: &kvm_bindings::kvm_vcpu_events) -> EventInfo {
+    if events.exception.injected != 0 {
+        EventInfo::exception(events.exception.nr, events.exception.has_error_code != 0)
+    } else if events.nmi.injected != 0 {
+        EventInfo::nmi()
+    } else if events.interrupt.injected != 0 && events.interrupt.soft == 0 {
+        EventInfo::external_interrupt(events.interrupt.nr)
+    } else {
+        EventInfo::NONE
+    }
 }
 
 fn first_bytes(data: &[u8]) -> [u8; 8] {
@@ -790,6 +859,8 @@ impl KvmVcpu {
             intr |= interruptibility::NMI;
         }
         s.intr_state.load(intr);
+        s.inj_info.load(pending_event(&events));
+        s.inj_error.load(events.exception.error_code);
 
         let indices: Vec<u32> = STATE_MSRS.iter().map(|(i, _)| *i).collect();
         for entry in self.read_msrs(&indices)? {
@@ -855,6 +926,20 @@ impl KvmVcpu {
         }
         self.set_immediate_exit(0);
         Ok(())
+    }
+
+    /// Fills in the answer of the current user-space MSR exit: no error, an
+    /// RDMSR gets the guest's own RDX:EAX. The registers are written back
+    /// before the guest runs again, so only RIP moves in between.
+    fn complete_msr(&mut self, regs: &kvm_bindings::kvm_regs, write: bool) {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: only called right after a KVM_EXIT_X86_RDMSR/WRMSR, so
+        // `msr` is the valid member of the kvm_run union.
+        let msr = unsafe { &mut run.__bindgen_anon_1.msr };
+        msr.error = 0;
+        if !write {
+            msr.data = (regs.rdx << 32) | (regs.rax & 0xffff_ffff);
+        }
     }
 
     /// The data area of the current `KVM_EXIT_IO`.
@@ -945,6 +1030,14 @@ impl Backend for KvmVcpu {
                 data: first_bytes(data),
             },
             Ok(VcpuExit::Hlt) => KvmExit::Hlt,
+            Ok(VcpuExit::X86Rdmsr(msr)) => KvmExit::Msr(MsrAccess {
+                index: msr.index,
+                write: false,
+            }),
+            Ok(VcpuExit::X86Wrmsr(msr)) => KvmExit::Msr(MsrAccess {
+                index: msr.index,
+                write: true,
+            }),
             Ok(VcpuExit::IrqWindowOpen) => KvmExit::Plain(
                 ExitReason::InterruptWindow,
                 kvm_bindings::KVM_EXIT_IRQ_WINDOW_OPEN,
@@ -1065,6 +1158,24 @@ impl Backend for KvmVcpu {
                 s.qual.load([0, gpa]);
                 s.intr_state.load(shadow);
             }
+            KvmExit::Msr(access) => {
+                s.exit = Exit {
+                    reason: ExitReason::Msr(access),
+                    raw: raw(if access.write {
+                        kvm_bindings::KVM_EXIT_X86_WRMSR
+                    } else {
+                        kvm_bindings::KVM_EXIT_X86_RDMSR
+                    }),
+                };
+                // Let KVM finish the instruction as a no-op (an RDMSR
+                // reads back RDX:EAX), then show the state before it.
+                self.complete_msr(&before, access.write);
+                self.complete_pending(false)?;
+                let after = self.current_regs()?;
+                s.ip_len.load(after.rip.wrapping_sub(before.rip));
+                s.intr_state.load(shadow);
+                self.rewound = true;
+            }
             KvmExit::Hlt => {
                 s.exit = Exit {
                     reason: ExitReason::Hlt,
@@ -1158,6 +1269,23 @@ mod tests {
         assert_eq!(charged.len(), STATE_MSRS.len());
         assert_eq!(s.kernel_gs_base.value(), 8);
         assert_eq!(s.xss.value(), 11);
+    }
+
+    #[test]
+    fn an_event_kvm_still_holds_is_reported_as_vectoring_information() {
+        let mut events = kvm_bindings::kvm_vcpu_events::default();
+        assert_eq!(pending_event(&events), EventInfo::NONE);
+        events.interrupt.injected = 1;
+        events.interrupt.nr = 0xec;
+        assert_eq!(pending_event(&events), EventInfo::external_interrupt(0xec));
+        events.interrupt.soft = 1;
+        assert_eq!(pending_event(&events), EventInfo::NONE);
+        events.nmi.injected = 1;
+        assert_eq!(pending_event(&events), EventInfo::nmi());
+        events.exception.injected = 1;
+        events.exception.nr = 14;
+        events.exception.has_error_code = 1;
+        assert_eq!(pending_event(&events), EventInfo::exception(14, true));
     }
 
     #[test]
