@@ -1,1 +1,91 @@
-//! Placeholder: being written (issue 6).
+//! vmm-legacy: the legacy PC devices of the Tern VMM.
+//!
+//! Owns: the device models behind fixed ISA ports: the 8254 PIT (+ port
+//! 0x61), 16550A UARTs, the RTC/CMOS, the ACPI PM block (PM1 event/control,
+//! PM timer, power button, S5) with the 0xcf9 reset register, the i8042
+//! keyboard controller and QEMU's isa-debug-exit. Must not touch: interrupt
+//! controllers, vCPUs, guest memory, threads or host I/O other than the
+//! `Write` a UART is given; the machine (`vmm-pc`) wires these models to its
+//! buses, interrupt lines, clock and timer thread.
+//!
+//! Every device is a [`vmm_bus::BusDevice`] addressed by offset from its
+//! range base. Wider port accesses are split into byte accesses at
+//! consecutive offsets, as the ISA bus does for 8-bit devices (except the
+//! registers that are genuinely wider: the PM block, debug-exit).
+
+mod uart;
+
+#[cfg(test)]
+mod testing;
+
+use std::sync::Arc;
+
+pub use uart::{
+    Uart, COM1, COM1_IRQ, COM2, COM2_IRQ, COM3, COM3_IRQ, COM4, COM4_IRQ, UART_PORT_LEN,
+};
+
+/// What the guest asked of the machine's power, delivered through
+/// [`PowerEvents`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerEvent {
+    /// ACPI S5 (soft off): the VM ends normally.
+    Off,
+    /// A platform reset (i8042 pulse, reset register): the machine restarts
+    /// or ends, as it chooses.
+    Reset,
+    /// isa-debug-exit was written with this value; QEMU's convention is to
+    /// exit with status `(value << 1) | 1`.
+    DebugExit(u32),
+}
+
+/// The machine's handler of [`PowerEvent`]s. It is called on the vCPU thread
+/// that made the access, while the device's lock is held: it must only
+/// record the event (and kick vCPUs), never access the device again.
+pub type PowerEvents = Arc<dyn Fn(PowerEvent) + Send + Sync>;
+
+/// Runs a byte-wide register read for every byte of a wider access.
+fn read_bytewise(offset: u64, data: &mut [u8], mut read: impl FnMut(u64) -> u8) {
+    for (i, byte) in data.iter_mut().enumerate() {
+        *byte = read(offset + i as u64);
+    }
+}
+
+/// Runs a byte-wide register write for every byte of a wider access.
+fn write_bytewise(offset: u64, data: &[u8], mut write: impl FnMut(u64, u8)) {
+    for (i, &byte) in data.iter().enumerate() {
+        write(offset + i as u64, byte);
+    }
+}
+
+/// Nanoseconds to ticks of a `hz` clock (floor), without overflow for any
+/// `u64` input.
+#[allow(dead_code)] // interim: used by the PIT, RTC and PM timer
+fn ns_to_ticks(ns: u64, hz: u64) -> u64 {
+    (ns as u128 * hz as u128 / 1_000_000_000) as u64
+}
+
+/// The first nanosecond at which a `hz` clock has made `ticks` ticks.
+#[allow(dead_code)]
+fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
+    let ns = (ticks as u128 * 1_000_000_000).div_ceil(hz as u128);
+    ns.min(u64::MAX as u128) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_conversions_round_trip() {
+        for ticks in [0, 1, 2, 1193, 65536, 1 << 40] {
+            let ns = ticks_to_ns(ticks, 1_193_182);
+            assert_eq!(ns_to_ticks(ns, 1_193_182), ticks, "ticks {ticks}");
+            assert_eq!(
+                ns_to_ticks(ns.saturating_sub(1), 1_193_182),
+                ticks.saturating_sub(1)
+            );
+        }
+        assert_eq!(ns_to_ticks(1_000_000_000, 3_579_545), 3_579_545);
+        assert_eq!(ns_to_ticks(u64::MAX, 1_000_000_000), u64::MAX);
+    }
+}
