@@ -13,6 +13,7 @@
 //! consecutive offsets, as the ISA bus does for 8-bit devices (except the
 //! registers that are genuinely wider: the PM block, debug-exit).
 
+mod pit;
 mod uart;
 
 #[cfg(test)]
@@ -20,6 +21,7 @@ mod testing;
 
 use std::sync::Arc;
 
+pub use pit::{Pit, Port61, PIT_HZ, PIT_IRQ, PIT_PORT, PIT_PORT_LEN, PORT61};
 pub use uart::{
     Uart, COM1, COM1_IRQ, COM2, COM2_IRQ, COM3, COM3_IRQ, COM4, COM4_IRQ, UART_PORT_LEN,
 };
@@ -59,16 +61,35 @@ fn write_bytewise(offset: u64, data: &[u8], mut write: impl FnMut(u64, u8)) {
 
 /// Nanoseconds to ticks of a `hz` clock (floor), without overflow for any
 /// `u64` input.
-#[allow(dead_code)] // interim: used by the PIT, RTC and PM timer
 fn ns_to_ticks(ns: u64, hz: u64) -> u64 {
     (ns as u128 * hz as u128 / 1_000_000_000) as u64
 }
 
 /// The first nanosecond at which a `hz` clock has made `ticks` ticks.
-#[allow(dead_code)]
 fn ticks_to_ns(ticks: u64, hz: u64) -> u64 {
     let ns = (ticks as u128 * 1_000_000_000).div_ceil(hz as u128);
     ns.min(u64::MAX as u128) as u64
+}
+
+/// Up to four BCD digits to their value (a digit above 9 counts as its
+/// value, as counting hardware would treat it), modulo 10000.
+fn from_bcd(raw: u16) -> u16 {
+    let mut value = 0;
+    for shift in [12, 8, 4, 0] {
+        value = value * 10 + ((raw >> shift) & 0xf);
+    }
+    value % 10_000
+}
+
+/// A value below 10000 as four BCD digits (higher values wrap).
+fn to_bcd(value: u16) -> u16 {
+    let mut v = value % 10_000;
+    let mut bcd = 0;
+    for shift in [0, 4, 8, 12] {
+        bcd |= (v % 10) << shift;
+        v /= 10;
+    }
+    bcd
 }
 
 #[cfg(test)]
@@ -76,12 +97,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bcd_conversions() {
+        for (value, bcd) in [
+            (0, 0x0000),
+            (9, 0x0009),
+            (59, 0x0059),
+            (1999, 0x1999),
+            (9999, 0x9999),
+        ] {
+            assert_eq!(to_bcd(value), bcd);
+            assert_eq!(from_bcd(bcd), value);
+        }
+        assert_eq!(to_bcd(10_000), 0);
+        assert_eq!(from_bcd(0x00fa), 160, "digit 0xf counts as 15");
+    }
+
+    #[test]
     fn tick_conversions_round_trip() {
         for ticks in [0, 1, 2, 1193, 65536, 1 << 40] {
-            let ns = ticks_to_ns(ticks, 1_193_182);
-            assert_eq!(ns_to_ticks(ns, 1_193_182), ticks, "ticks {ticks}");
+            let ns = ticks_to_ns(ticks, PIT_HZ);
+            assert_eq!(ns_to_ticks(ns, PIT_HZ), ticks, "ticks {ticks}");
             assert_eq!(
-                ns_to_ticks(ns.saturating_sub(1), 1_193_182),
+                ns_to_ticks(ns.saturating_sub(1), PIT_HZ),
                 ticks.saturating_sub(1)
             );
         }
