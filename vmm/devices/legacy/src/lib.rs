@@ -14,6 +14,7 @@
 //! registers that are genuinely wider: the PM block, debug-exit).
 
 mod pit;
+mod rtc;
 mod uart;
 
 #[cfg(test)]
@@ -22,6 +23,7 @@ mod testing;
 use std::sync::Arc;
 
 pub use pit::{Pit, Port61, PIT_HZ, PIT_IRQ, PIT_PORT, PIT_PORT_LEN, PORT61};
+pub use rtc::{Rtc, CENTURY_REGISTER, RTC_PORT, RTC_PORT_LEN};
 pub use uart::{
     Uart, COM1, COM1_IRQ, COM2, COM2_IRQ, COM3, COM3_IRQ, COM4, COM4_IRQ, UART_PORT_LEN,
 };
