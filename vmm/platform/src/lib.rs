@@ -5,10 +5,12 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`acpi`] | the ACPI tables (RSDP, XSDT, FADT, FACS, DSDT, MADT, MCFG) as one image |
 //! | [`config`] | the VM configuration file (TOML): keys, defaults, checks, errors naming file and key |
 //! | [`layout`] | the guest-physical memory map and the e820 table |
 //!
 //! Must not touch: devices, vCPUs, guest memory (the machine's).
 
+pub mod acpi;
 pub mod config;
 pub mod layout;
