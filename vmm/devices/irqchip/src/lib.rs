@@ -6,9 +6,21 @@
 //! timer thread ([`TimerQueue`]). Must not touch: vCPUs, guest memory or
 //! the exit loop; the machine asks this crate what to inject and tells it
 //! what was injected.
+//!
+//! The chip models ([`PicPair`], [`IoApic`], [`Lapic`]) are plain state
+//! machines without locks or threads.
 
+mod ioapic;
+mod lapic;
+mod message;
 mod pic;
 mod timer_queue;
 
+pub use ioapic::{IoApic, IOAPIC_ID, IOAPIC_PINS};
+pub use lapic::{
+    ApicMode, Effects, GeneralProtection, Lapic, LAPIC_BASE, LAPIC_TIMER_HZ, MIN_PERIOD_NS,
+    MSR_APIC_BASE, MSR_TSC_DEADLINE, MSR_X2APIC_FIRST, MSR_X2APIC_LAST,
+};
+pub use message::{decode_msi, Addressing, DeliveryMode, Destination, Message};
 pub use pic::PicPair;
 pub use timer_queue::{TimerQueue, TimerQueueError};
