@@ -13,6 +13,7 @@
 //! consecutive offsets, as the ISA bus does for 8-bit devices (except the
 //! registers that are genuinely wider: the PM block, debug-exit).
 
+mod acpi_pm;
 mod pit;
 mod rtc;
 mod uart;
@@ -22,6 +23,10 @@ mod testing;
 
 use std::sync::Arc;
 
+pub use acpi_pm::{
+    AcpiPm, ResetRegister, PM1A_CNT, PM1A_CNT_LEN, PM1A_EVT, PM1A_EVT_LEN, PM_BLOCK, PM_BLOCK_LEN,
+    PM_TMR, PM_TMR_32BIT, PM_TMR_HZ, PM_TMR_LEN, RESET_PORT, RESET_VALUE, SCI_IRQ, SLP_TYP_S5,
+};
 pub use pit::{Pit, Port61, PIT_HZ, PIT_IRQ, PIT_PORT, PIT_PORT_LEN, PORT61};
 pub use rtc::{Rtc, CENTURY_REGISTER, RTC_PORT, RTC_PORT_LEN};
 pub use uart::{
@@ -124,7 +129,7 @@ mod tests {
                 ticks.saturating_sub(1)
             );
         }
-        assert_eq!(ns_to_ticks(1_000_000_000, 3_579_545), 3_579_545);
+        assert_eq!(ns_to_ticks(1_000_000_000, PM_TMR_HZ), PM_TMR_HZ);
         assert_eq!(ns_to_ticks(u64::MAX, 1_000_000_000), u64::MAX);
     }
 }

@@ -138,8 +138,11 @@ impl InterruptLine for RecordingLine {
     }
 }
 
+/// The power events a test has seen.
+pub type SeenEvents = Arc<Mutex<Vec<PowerEvent>>>;
+
 /// Collects power events.
-pub fn power_events() -> (PowerEvents, Arc<Mutex<Vec<PowerEvent>>>) {
+pub fn power_events() -> (PowerEvents, SeenEvents) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     (Arc::new(move |e| sink.lock().unwrap().push(e)), seen)
