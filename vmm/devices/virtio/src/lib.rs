@@ -14,15 +14,19 @@
 //! ([`VirtioPci::spawn_poller`]).
 
 pub mod blk;
+pub mod console;
 pub mod device;
 pub mod inbox;
 mod log_once;
+pub mod net;
 pub mod pci;
 pub mod transport;
 
 pub use blk::{Block, BlockError, BlockMode};
+pub use console::{Console, ConsoleInput};
 pub use device::{Queues, VirtioDevice};
 pub use inbox::{Inbox, Wakeup};
+pub use net::{FrameSink, Net, NetBackend, Switch, SwitchPort};
 pub use transport::VirtioPci;
 
 #[cfg(test)]
