@@ -9,11 +9,14 @@
 //! buses, interrupt lines, clock and timer thread.
 //!
 //! Every device is a [`vmm_bus::BusDevice`] addressed by offset from its
-//! range base. Wider port accesses are split into byte accesses at
-//! consecutive offsets, as the ISA bus does for 8-bit devices (except the
-//! registers that are genuinely wider: the PM block, debug-exit).
+//! range base. A wider port access covers the byte registers at consecutive
+//! offsets, as the ISA bus splits it for 8-bit devices (the PM block's
+//! 16/32-bit registers are little-endian byte sequences, so this is exact
+//! there too); debug-exit takes the written value whole.
 
 mod acpi_pm;
+mod debug_exit;
+mod i8042;
 mod pit;
 mod rtc;
 mod uart;
@@ -27,6 +30,8 @@ pub use acpi_pm::{
     AcpiPm, ResetRegister, PM1A_CNT, PM1A_CNT_LEN, PM1A_EVT, PM1A_EVT_LEN, PM_BLOCK, PM_BLOCK_LEN,
     PM_TMR, PM_TMR_32BIT, PM_TMR_HZ, PM_TMR_LEN, RESET_PORT, RESET_VALUE, SCI_IRQ, SLP_TYP_S5,
 };
+pub use debug_exit::{DebugExit, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT};
+pub use i8042::{I8042Port, I8042, I8042_COMMAND_PORT, I8042_DATA_PORT, KEYBOARD_IRQ};
 pub use pit::{Pit, Port61, PIT_HZ, PIT_IRQ, PIT_PORT, PIT_PORT_LEN, PORT61};
 pub use rtc::{Rtc, CENTURY_REGISTER, RTC_PORT, RTC_PORT_LEN};
 pub use uart::{

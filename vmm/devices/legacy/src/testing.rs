@@ -1,4 +1,3 @@
-#![allow(dead_code)] // interim: the doubles serve the devices still to land
 //! Test doubles for the `vmm-bus` contracts: a clock the test moves, timers
 //! the test runs, an interrupt line that records, power events that are
 //! collected.
