@@ -10,12 +10,20 @@
 //! The chip models ([`PicPair`], [`IoApic`], [`Lapic`]) are plain state
 //! machines without locks or threads.
 
+mod interrupts;
 mod ioapic;
 mod lapic;
 mod message;
 mod pic;
 mod timer_queue;
 
+#[cfg(test)]
+mod tests;
+
+pub use interrupts::{
+    BusRange, GuestTsc, Interrupts, IrqChipError, Startup, ELCR_PORT, IOAPIC_BASE, IOAPIC_SIZE,
+    IOAPIC_VERSION, MAX_VCPUS, PIC_MASTER_PORT, PIC_SLAVE_PORT,
+};
 pub use ioapic::{IoApic, IOAPIC_ID, IOAPIC_PINS};
 pub use lapic::{
     ApicMode, Effects, GeneralProtection, Lapic, LAPIC_BASE, LAPIC_TIMER_HZ, MIN_PERIOD_NS,
