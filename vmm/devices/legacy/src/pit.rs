@@ -587,6 +587,33 @@ mod tests {
         }
     }
 
+    /// The status byte right after a control word (8254 datasheet: OUT low
+    /// in mode 0, high in the others; null count until a count is written;
+    /// modes 6 and 7 are 2 and 3).
+    #[test]
+    fn status_after_control_word() {
+        let mut r = rig();
+        for (mode, status) in [
+            (0, 0x70),
+            (1, 0xf2),
+            (2, 0xf4),
+            (3, 0xf6),
+            (4, 0xf8),
+            (5, 0xfa),
+            (6, 0xf4),
+            (7, 0xf6),
+        ] {
+            outb(&mut r.pit, CONTROL, 0x70 | mode << 1);
+            outb(&mut r.pit, CONTROL, 0xe4);
+            assert_eq!(inb(&mut r.pit, 1), status, "mode {mode}");
+        }
+        outb(&mut r.pit, CONTROL, 0x51); // LSB only, mode 0, BCD
+        outb(&mut r.pit, 1, 0x99);
+        outb(&mut r.pit, CONTROL, 0xe4);
+        assert_eq!(inb(&mut r.pit, 1), 0x11, "count loaded: null count clear");
+        assert_eq!(inb(&mut r.pit, 1), 0x99, "status read once, then the count");
+    }
+
     #[test]
     fn mode0_out_rises_at_terminal_count_and_counter_wraps() {
         let mut r = rig();
