@@ -393,15 +393,20 @@ impl Interrupts {
         f: impl FnOnce(&mut Lapic, u64) -> (R, Effects),
     ) -> Option<R> {
         let mut wake = Wake::default();
-        let (result, effects) = {
+        let (result, effects, takes_pic) = {
             let mut v = self.vcpu(vcpu)?;
             let (result, effects) = f(&mut v.lapic, self.clock.now_ns());
             self.sync_timer(vcpu, &mut v);
             if v.lapic.deliverable().is_some() {
                 wake.add(vcpu);
             }
-            (result, effects)
+            (result, effects, v.lapic.accepts_pic())
         };
+        // The access may have opened the way for the PIC (LINT0 to ExtINT,
+        // LAPIC disabled).
+        if takes_pic && lock(&self.pic).intr {
+            wake.add(vcpu);
+        }
         self.apply(vcpu, effects, &mut wake);
         self.run_wake(wake);
         Some(result)

@@ -327,6 +327,10 @@ fn pic_reaches_a_bsp_with_its_lapic_disabled_and_not_when_lint0_is_masked() {
     m.enable_lapic(0);
     m.irq.gsi_line(1).unwrap().pulse();
     assert_eq!(m.irq.next_interrupt(0), None, "LINT0 masked");
+    m.take_notified();
+    m.lapic_write(0, 0x350, 0x700);
+    assert_eq!(m.take_notified(), [0], "unmasking LINT0 lets the PIC in");
+    assert_eq!(m.take(0), Some(0x31));
 }
 
 #[test]
