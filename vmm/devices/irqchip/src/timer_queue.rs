@@ -264,13 +264,15 @@ mod tests {
         let now = clock.now_ns();
         let t = tx.clone();
         timers.schedule(now + 10_000 * MS, Box::new(move || t.send("late").unwrap()));
+        let t = tx.clone();
+        timers.schedule(u64::MAX, Box::new(move || t.send("never").unwrap()));
         std::thread::sleep(Duration::from_millis(5)); // the thread sleeps towards +10 s
         timers.schedule(
             clock.now_ns() + MS,
             Box::new(move || tx.send("soon").unwrap()),
         );
         assert_eq!(rx.recv_timeout(Duration::from_secs(2)).unwrap(), "soon");
-        assert_eq!(timers.pending(), 1);
+        assert_eq!(timers.pending(), 2);
     }
 
     #[test]
