@@ -9,6 +9,7 @@
 //! | [`config`] | the VM configuration file (TOML): keys, defaults, checks, errors naming file and key |
 //! | [`cpuid`] | the guest CPUID table: host leaves filtered, hypervisor leaves, topology |
 //! | [`layout`] | the guest-physical memory map and the e820 table |
+//! | [`msr`] | the MSR models (Intel, AMD) with per-vCPU state |
 //!
 //! Must not touch: devices, vCPUs, guest memory (the machine's).
 
@@ -16,3 +17,4 @@ pub mod acpi;
 pub mod config;
 pub mod cpuid;
 pub mod layout;
+pub mod msr;
