@@ -464,6 +464,10 @@ impl Checker<'_> {
         }
         let resolved = self.resolve(path);
         match std::fs::metadata(&resolved) {
+            Ok(m) if m.is_file() && m.len() == 0 => Err(self.invalid(
+                key,
+                format!("{} is empty; name the right file", resolved.display()),
+            )),
             Ok(m) if m.is_file() => Ok((resolved, m.len())),
             Ok(_) => Err(self.invalid(
                 key,

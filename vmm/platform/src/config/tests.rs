@@ -346,6 +346,13 @@ fn missing_files_name_the_key_and_the_resolved_path() {
     assert_eq!(key, "disk[0].path");
     let (key, _) = error(&linux("[[disk]]\npath = \".\"\n"));
     assert_eq!(key, "disk[0].path");
+    let d = with_kernel();
+    d.file("empty.img", 0);
+    let e = d
+        .load(&linux("[[disk]]\npath = \"empty.img\"\n"))
+        .unwrap_err();
+    assert_eq!(e.key(), "disk[0].path");
+    assert!(e.to_string().contains("is empty"), "{e}");
 
     let e = VmConfig::load(&d.path("absent.toml")).unwrap_err();
     assert!(matches!(e, ConfigError::Read { .. }), "{e}");
