@@ -221,12 +221,13 @@ struct InitramfsTable {
     files: Vec<InitramfsFileTable>,
 }
 
-/// `[[initramfs.file]]`: one of `package`, `file`, plus `to`.
+/// `[[initramfs.file]]`: one of `package`, `file`, `fetch`, plus `to`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InitramfsFileTable {
     package: Option<String>,
     file: Option<PathBuf>,
+    fetch: Option<String>,
     binary: Option<String>,
     binaries: Option<Vec<String>>,
     target: Option<String>,
@@ -611,8 +612,15 @@ fn initramfs(table: &InitramfsTable) -> Result<Initramfs, String> {
     let mut targets = HashSet::from(["/init".to_owned()]);
     for (index, f) in table.files.iter().enumerate() {
         let at = |p: String| format!("[[initramfs.file]] number {}: {p}", index + 1);
+        if let Some(fetch) = &f.fetch {
+            files.push(fetched_initramfs_file(f, fetch).map_err(at)?);
+            if !targets.insert(files[files.len() - 1].to.clone()) {
+                return Err(at("its `to` is already taken".into()));
+            }
+            continue;
+        }
         if f.package.is_some() == f.file.is_some() {
-            return Err(at("give exactly one of `package` or `file`".into()));
+            return Err(at("give exactly one of `package`, `file` or `fetch`".into()));
         }
         let binaries: Vec<Option<&str>> = match (&f.binary, &f.binaries) {
             (Some(_), Some(_)) => return Err(at("give `binary` or `binaries`, not both".into())),
@@ -665,6 +673,26 @@ fn initramfs(table: &InitramfsTable) -> Result<Initramfs, String> {
         init: table.init.clone(),
         kernel_modules: table.kernel_modules.clone(),
         files,
+    })
+}
+
+/// `[[initramfs.file]]` with `fetch` (e.g. Debian's kernel for a VMM inside to boot): `to`
+/// names the file.
+fn fetched_initramfs_file(f: &InitramfsFileTable, fetch: &str) -> Result<InitramfsFile, String> {
+    if f.package.is_some() || f.file.is_some() || f.binary.is_some() || f.binaries.is_some() {
+        return Err("`fetch` goes alone (with `to`), without `package`, `file` or `binary`".into());
+    }
+    if !FETCHABLE.contains(&fetch) {
+        return Err(format!("`fetch = \"{fetch}\"`: known are {FETCHABLE:?}"));
+    }
+    let to = match f.to.as_deref() {
+        Some(to) if !to.ends_with('/') => to.to_owned(),
+        _ => return Err("`fetch` needs `to` naming the file, like \"/guest/vmlinuz\"".into()),
+    };
+    initramfs_path(&to)?;
+    Ok(InitramfsFile {
+        source: Source::Fetch(fetch.to_owned()),
+        to,
     })
 }
 
@@ -1069,7 +1097,8 @@ to = "/etc/data"
             let text = LINUX[..LINUX.find("[[initramfs.file]]").unwrap()].to_owned();
             problem(&format!("{text}[[initramfs.file]]\n{body}\n"))
         };
-        assert!(file("to = \"/x\"").contains("number 1: give exactly one of `package` or `file`"));
+        assert!(file("to = \"/x\"")
+            .contains("number 1: give exactly one of `package`, `file` or `fetch`"));
         assert!(file("file = \"a\"\nbinary = \"b\"").contains("go with `package` only"));
         assert!(file("package = \"p\"\nbinaries = []").contains("`binaries` is empty"));
         assert!(file("package = \"p\"\nbinary = \"a\"\nbinaries = [\"b\"]").contains("not both"));
@@ -1088,6 +1117,33 @@ to = "/etc/data"
         assert!(e.contains("`a b` is not a module name"), "{e}");
         let e = problem(&LINUX.replace("init = \"run/scenarios/x.init\"\n", ""));
         assert!(e.contains("missing field `init`"), "{e}");
+    }
+
+    #[test]
+    fn the_fetched_kernel_can_go_into_the_initramfs_for_a_vmm_to_boot() {
+        let text = format!(
+            "{LINUX}[[initramfs.file]]\nfetch = \"debian-kernel\"\nto = \"/guest/vmlinuz\"\n"
+        );
+        let files = parse(&text).unwrap().initramfs.unwrap().files;
+        assert_eq!(
+            files.last().unwrap(),
+            &InitramfsFile {
+                source: Source::Fetch(DEBIAN_KERNEL.into()),
+                to: "/guest/vmlinuz".into()
+            }
+        );
+        let file = |body: &str| {
+            let text = LINUX[..LINUX.find("[[initramfs.file]]").unwrap()].to_owned();
+            problem(&format!("{text}[[initramfs.file]]\n{body}\n"))
+        };
+        assert!(file("fetch = \"debian-kernel\"").contains("needs `to` naming the file"));
+        assert!(file("fetch = \"debian-kernel\"\nto = \"/g/\"").contains("needs `to`"));
+        assert!(file("fetch = \"other\"\nto = \"/g/k\"").contains("known are"));
+        assert!(file("fetch = \"debian-kernel\"\nfile = \"f\"\nto = \"/k\"").contains("goes alone"));
+        let twice = format!(
+            "{text}[[initramfs.file]]\nfetch = \"debian-kernel\"\nto = \"/guest/vmlinuz\"\n"
+        );
+        assert!(problem(&twice).contains("already taken"));
     }
 
     #[test]

@@ -1,14 +1,19 @@
-//! tern-vmm: runs a Multiboot v1 guest with `vmm-core` on Linux KVM.
+//! tern-vmm: the Tern VMM hosted on Linux KVM.
 //!
-//! `tern-vmm [--cpus N] [--memory MIB] [--max-exits N] GUEST.elf`
+//! `tern-vmm VM.toml` runs the PC machine (`vmm-pc`) the configuration
+//! file describes. Exit status: 0 when the guest powered off, `(V << 1) | 1`
+//! after a write of V to isa-debug-exit, 1 for any other end of the VM, 2
+//! when it could not start (bad configuration or image, no KVM).
 //!
-//! Exit status: 0 when the guest reported PASS on port 0xf4, 1 when the VM
-//! ended any other way (failure, hostile guest), 2 when it could not start
-//! (usage, unreadable or bad ELF, no KVM).
+//! `tern-vmm [--cpus N] [--memory MIB] [--max-exits N] GUEST.elf` runs a
+//! guest-test guest with the seed's exit loop (`vmm-core`). Exit status: 0
+//! when the guest reported PASS on port 0xf4, 1 when the VM ended any other
+//! way (failure, hostile guest), 2 when it could not start (usage,
+//! unreadable or bad ELF, no KVM).
 //!
-//! Owns: the command line, the host side of `vmm-core` (RAM, threads,
-//! console, CPUID source) and the report. Must not touch: exit handling
-//! (vmm-core) or KVM details (vcpu-api's `kvm` backend).
+//! Owns: the command line, the choice of host and the report. Must not
+//! touch: exit handling (vmm-pc, vmm-core) or KVM details (vmm-host,
+//! vcpu-api's `kvm` backend).
 
 #[cfg(target_os = "linux")]
 mod ram;
@@ -81,6 +86,11 @@ fn parse_args(args: &[String]) -> Result<Args, UsageError> {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let [config] = argv.as_slice() {
+        if config.ends_with(".toml") {
+            return machine::run(std::path::Path::new(config));
+        }
+    }
     let args = match parse_args(&argv) {
         Ok(a) => a,
         Err(e) => {
@@ -89,6 +99,55 @@ fn main() -> ExitCode {
         }
     };
     run(&args)
+}
+
+mod machine {
+    //! The PC machine from a configuration file.
+
+    use std::path::Path;
+    use std::process::ExitCode;
+
+    pub fn run(file: &Path) -> ExitCode {
+        let config = match vmm_platform::config::VmConfig::load(file) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("tern-vmm: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match start(&config) {
+            Ok(report) => {
+                eprintln!("tern-vmm: {}", report.end);
+                if config.print_exits {
+                    for line in report.counters.to_string().lines() {
+                        eprintln!("tern-vmm: {line}");
+                    }
+                }
+                ExitCode::from(report.end.exit_status())
+            }
+            Err(e) => {
+                eprintln!("tern-vmm: {e}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn start(
+        config: &vmm_platform::config::VmConfig,
+    ) -> Result<vmm_pc::Report, vmm_pc::MachineError> {
+        let host = std::sync::Arc::new(vmm_host::kvm::KvmHost::new()?);
+        vmm_pc::run(host, config)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn start(
+        _config: &vmm_platform::config::VmConfig,
+    ) -> Result<vmm_pc::Report, vmm_pc::MachineError> {
+        Err(vmm_pc::MachineError::Layout(
+            "the hosted VMM needs Linux KVM".into(),
+        ))
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -1,1 +1,34 @@
-//! Placeholder: being written (issue 6).
+//! vmm-pc: the Tern VMM's PC machine.
+//!
+//! Given a [`Host`](vmm_host::Host) (Linux KVM or Tern) and a checked
+//! configuration (`vmm_platform::config::VmConfig`), [`run`] backs guest
+//! RAM, loads the guest, wires the devices, starts one handler thread per
+//! vCPU and returns how the VM ended with the exit counters. Host-agnostic:
+//! it only uses the `Host` trait and `vcpu_api::Vcpu::with_state`.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`memory`] | guest RAM as vm-memory over the host's regions (the crate's only `unsafe`) |
+//! | [`boot`] | bzImage + initrd + command line (linux-loader), Multiboot v1, AP start state |
+//! | [`devices`] | creating and wiring the configured devices |
+//! | [`irq`] | what the exit loop asks the interrupt controllers |
+//! | [`machine`] | shared machine state, bus dispatch, the VM's end, vCPU threads |
+//! | `vcpu` | the exit loop |
+//! | `emulate` | halifax-emu over the machine (MMIO, string I/O) |
+//! | [`doorbell`] | waking halted vCPUs |
+//! | [`end`] | how a VM ended, exit status |
+//! | `cpuid` | each vCPU's CPUID table |
+
+pub mod boot;
+mod cpuid;
+pub mod devices;
+pub mod doorbell;
+mod emulate;
+pub mod end;
+pub mod irq;
+pub mod machine;
+pub mod memory;
+mod vcpu;
+
+pub use end::End;
+pub use machine::{run, MachineError, Report};

@@ -1,0 +1,292 @@
+//! The running machine: what every vCPU handler shares (guest RAM, the
+//! buses, the interrupt controllers, the CPUID tables, the end of the VM)
+//! and its start from a configuration.
+//!
+//! Owns: the dispatch of port I/O and MMIO to the buses (ports that no
+//! device covers read all ones; MMIO to nowhere is logged once and reads
+//! ones), the exit budget, the stop of the VM and the vCPU threads. Must not
+//! touch: device internals, the exit loop's per-exit policy (`vcpu`).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use halifax_emu::Emulator;
+use vcpu_api::Vcpu;
+use vmm_bus::Bus;
+use vmm_core::ExitCounters;
+use vmm_host::{CpuidEntry, Host, HostError};
+use vmm_platform::config::VmConfig;
+use vmm_platform::layout::LAPIC;
+
+use crate::boot::{self, BootError, Entry};
+use crate::devices::{self, DeviceError};
+use crate::doorbell::Doorbell;
+use crate::end::End;
+use crate::irq::InterruptController;
+use crate::memory::{self, GuestRam, MemoryError};
+use crate::vcpu;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    #[error("{0}")]
+    Host(#[from] HostError),
+    #[error("{0}")]
+    Memory(#[from] MemoryError),
+    #[error("{0}")]
+    Boot(#[from] BootError),
+    #[error("{0}")]
+    Device(#[from] DeviceError),
+    #[error("the memory layout: {0}")]
+    Layout(String),
+}
+
+/// The end of the VM and the doorbells that tell every vCPU about it;
+/// shared with device callbacks (power events) created before the machine.
+pub struct Lifecycle {
+    doorbells: Vec<Doorbell>,
+    end: Mutex<Option<End>>,
+    stopped: AtomicBool,
+}
+
+impl Lifecycle {
+    pub fn new(vcpus: u32) -> Arc<Self> {
+        Arc::new(Lifecycle {
+            doorbells: (0..vcpus).map(|_| Doorbell::default()).collect(),
+            end: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    pub fn doorbell(&self, vcpu: u32) -> &Doorbell {
+        &self.doorbells[vcpu as usize]
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Ends the VM (the first end wins) and wakes every vCPU handler.
+    pub fn stop(&self, end: End) {
+        {
+            let mut slot = self.end.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(end);
+            }
+        }
+        self.stopped.store(true, Ordering::Release);
+        for bell in &self.doorbells {
+            bell.ring();
+        }
+    }
+
+    pub fn end(&self) -> Option<End> {
+        self.end.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The state every vCPU handler shares.
+pub struct Machine {
+    pub ram: GuestRam,
+    pub pio: Bus,
+    pub mmio: Bus,
+    pub irq: Arc<dyn InterruptController>,
+    pub entry: Entry,
+    pub emulator: Emulator,
+    pub life: Arc<Lifecycle>,
+    cpuid: Vec<Vec<CpuidEntry>>,
+    exits: AtomicU64,
+    max_exits: Option<u64>,
+    /// vCPUs that wait with nothing but the VM's end or another vCPU to
+    /// wake them (halted with interrupts off, or waiting for a SIPI).
+    idle_dead: AtomicU32,
+    warned: Mutex<HashSet<(&'static str, u64)>>,
+}
+
+/// What [`run`] reports.
+#[derive(Debug)]
+pub struct Report {
+    pub end: End,
+    pub counters: ExitCounters,
+}
+
+impl Machine {
+    pub fn doorbell(&self, vcpu: u32) -> &Doorbell {
+        self.life.doorbell(vcpu)
+    }
+
+    pub fn vcpus(&self) -> u32 {
+        self.cpuid.len() as u32
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.life.stopped()
+    }
+
+    pub fn stop(&self, end: End) {
+        self.life.stop(end)
+    }
+    /// Counts one exit against the limit.
+    pub(crate) fn count_exit(&self) -> Result<(), End> {
+        match vcpu::over_limit(&self.exits, self.max_exits) {
+            Some(end) => Err(end),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `wait` as an idle vCPU; `dead`: only the VM's end or another
+    /// vCPU can wake it. When every vCPU is dead-idle the VM ends.
+    pub(crate) fn idle(&self, _vcpu: u32, dead: bool, wait: impl FnOnce()) {
+        if dead && self.idle_dead.fetch_add(1, Ordering::AcqRel) + 1 >= self.vcpus() {
+            self.stop(End::AllHalted);
+        }
+        wait();
+        if dead {
+            self.idle_dead.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The guest TSC now (guests start with the host's TSC).
+    pub fn guest_tsc_now(&self) -> u64 {
+        host_tsc()
+    }
+
+    /// CPUID leaf/subleaf of vCPU `vcpu`'s table: EAX, EBX, ECX, EDX.
+    pub fn cpuid(&self, vcpu: u32, leaf: u32, subleaf: u32) -> [u32; 4] {
+        let table = &self.cpuid[vcpu as usize];
+        table
+            .iter()
+            .find(|e| e.function == leaf && e.index == subleaf)
+            .or_else(|| table.iter().find(|e| e.function == leaf && e.index == 0))
+            .map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
+    }
+
+    /// Logs `message` the first time `(kind, key)` comes up.
+    pub fn warn_once(&self, kind: &'static str, key: u64, message: &str) {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.len() < 4096 && warned.insert((kind, key)) {
+            eprintln!("tern-vmm: {message}");
+        }
+    }
+
+    /// An IN from `port`; ports no device covers read all ones.
+    pub fn port_read(&self, port: u16, data: &mut [u8]) {
+        if !self.pio.read(port as u64, data) {
+            data.fill(0xff);
+        }
+    }
+
+    pub fn port_write(&self, port: u16, data: &[u8]) {
+        self.pio.write(port as u64, data);
+    }
+
+    /// A load from guest-physical `gpa` that is not RAM.
+    pub fn mmio_read(&self, vcpu: u32, gpa: u64, data: &mut [u8]) {
+        if LAPIC.contains(&gpa) {
+            self.irq.lapic_read(vcpu, gpa - LAPIC.start, data);
+        } else if !self.mmio.read(gpa, data) {
+            self.warn_once(
+                "mmio",
+                gpa & !0xfff,
+                &format!("vCPU {vcpu}: MMIO read at {gpa:#x} reaches no device; it reads all ones (logged once per page)"),
+            );
+            data.fill(0xff);
+        }
+    }
+
+    /// A store to guest-physical `gpa` that is not RAM.
+    pub fn mmio_write(&self, vcpu: u32, gpa: u64, data: &[u8]) {
+        if LAPIC.contains(&gpa) {
+            self.irq.lapic_write(vcpu, gpa - LAPIC.start, data);
+        } else if !self.mmio.write(gpa, data) {
+            self.warn_once(
+                "mmio",
+                gpa & !0xfff,
+                &format!("vCPU {vcpu}: MMIO write at {gpa:#x} reaches no device; ignored (logged once per page)"),
+            );
+        }
+    }
+}
+
+fn host_tsc() -> u64 {
+    // SAFETY: RDTSC has no side effects.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Builds the machine `config` describes on `host`, runs it until it ends
+/// and reports how. The host must outlive the call (it backs guest RAM).
+pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineError> {
+    let layout = config.layout();
+    let mut regions = Vec::new();
+    for range in layout.ram() {
+        regions.push(host.add_ram(range.start, range.end - range.start)?);
+    }
+    // SAFETY: the host keeps its RAM mapped until it is dropped; `host`
+    // lives until this function returns, and everything that holds the
+    // memory (the machine, its devices, the vCPU threads) is gone by then:
+    // the threads are joined and the machine and devices dropped below.
+    let ram = unsafe { memory::from_host_regions(&regions)? };
+    let cpus = config.cpus;
+    let life = Lifecycle::new(cpus);
+    let devices = devices::build(config, &layout, &ram, &life)?;
+    let entry = boot::load(&ram, &layout, &config.boot, devices.rsdp)?;
+    let host_cpuid = host.cpuid()?;
+    let machine = Arc::new(Machine {
+        ram,
+        pio: devices.pio,
+        mmio: devices.mmio,
+        irq: devices.irq,
+        entry,
+        emulator: Emulator::default(),
+        life: life.clone(),
+        cpuid: (0..cpus)
+            .map(|id| crate::cpuid::table(&host_cpuid, id))
+            .collect(),
+        exits: AtomicU64::new(0),
+        max_exits: config.max_exits,
+        idle_dead: AtomicU32::new(0),
+        warned: Mutex::new(HashSet::new()),
+    });
+
+    let total = Arc::new(Mutex::new(ExitCounters::default()));
+    let mut threads = Vec::new();
+    for id in 0..cpus {
+        let (m, h, sum) = (machine.clone(), host.clone(), total.clone());
+        let table = machine.cpuid[id as usize].clone();
+        let body = move || {
+            let counters = match h.create_vcpu(id, &table) {
+                Ok(backend) => vcpu::run(&m, id, &mut Vcpu::new(backend)),
+                Err(e) => {
+                    m.stop(End::Host {
+                        vcpu: id,
+                        error: e.to_string(),
+                    });
+                    ExitCounters::default()
+                }
+            };
+            sum.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .merge(&counters);
+        };
+        match host.spawn_vcpu_thread(id, Box::new(body)) {
+            Ok(thread) => threads.push(thread),
+            Err(e) => machine.stop(End::Host {
+                vcpu: id,
+                error: e.to_string(),
+            }),
+        }
+    }
+    for thread in threads {
+        if thread.join().is_err() {
+            machine.stop(End::Host {
+                vcpu: u32::MAX,
+                error: "a vCPU thread panicked".into(),
+            });
+        }
+    }
+    let end = life.end().unwrap_or(End::AllHalted);
+    drop(machine);
+    drop(devices.keep_alive);
+    let counters = std::mem::take(&mut *total.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Report { end, counters })
+}
