@@ -1,6 +1,6 @@
 //! The workspace as cargo sees it: where it lives, where builds land, and building the
-//! packages a scenario names (`cargo build --release --target T -p A -p B`, one call per
-//! target). Knows nothing about boot images.
+//! packages a scenario names (`cargo build --release --target T -p A -p B --features
+//! A/f`, one call per target). Knows nothing about boot images.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -10,6 +10,13 @@ use std::process::{Command, Stdio};
 use serde::Deserialize;
 
 use crate::error::Error;
+
+/// What one cargo call builds for a target: packages and their features (`pkg/feature`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Build {
+    pub packages: Vec<String>,
+    pub features: Vec<String>,
+}
 
 pub struct Workspace {
     pub root: PathBuf,
@@ -64,9 +71,9 @@ impl Workspace {
         })
     }
 
-    /// Builds `packages` (target triple → package names) in release mode, one cargo call
-    /// per target; cargo's progress goes to the terminal.
-    pub fn build(&self, packages: &BTreeMap<String, Vec<String>>) -> Result<(), Error> {
+    /// Builds `packages` (target triple → packages and features) in release mode, one
+    /// cargo call per target; cargo's progress goes to the terminal.
+    pub fn build(&self, packages: &BTreeMap<String, Build>) -> Result<(), Error> {
         for (target, names) in packages {
             let mut command = Command::new(&self.cargo);
             command
@@ -98,13 +105,17 @@ impl Workspace {
     }
 }
 
-fn build_args(target: &str, packages: &[String]) -> Vec<String> {
+fn build_args(target: &str, build: &Build) -> Vec<String> {
     let mut args: Vec<String> = ["build", "--release", "--target", target]
         .map(str::to_owned)
         .into();
-    for package in packages {
+    for package in &build.packages {
         args.push("-p".into());
         args.push(package.clone());
+    }
+    if !build.features.is_empty() {
+        args.push("--features".into());
+        args.push(build.features.join(","));
     }
     args
 }
@@ -115,9 +126,21 @@ mod tests {
 
     #[test]
     fn one_build_command_names_every_package_of_a_target() {
+        let build = Build {
+            packages: vec!["kernel".into(), "roottask".into()],
+            features: vec![],
+        };
         assert_eq!(
-            build_args("x86_64-unknown-none", &["kernel".into(), "roottask".into()]).join(" "),
+            build_args("x86_64-unknown-none", &build).join(" "),
             "build --release --target x86_64-unknown-none -p kernel -p roottask"
+        );
+        let build = Build {
+            packages: vec!["vmm-host".into()],
+            features: vec!["vmm-host/tern".into(), "vmm-host/check".into()],
+        };
+        assert_eq!(
+            build_args("x86_64-unknown-linux-musl", &build).join(" "),
+            "build --release --target x86_64-unknown-linux-musl -p vmm-host --features vmm-host/tern,vmm-host/check"
         );
     }
 

@@ -78,6 +78,8 @@ pub enum Source {
         package: String,
         binary: String,
         target: String,
+        /// Cargo features of the package to build with.
+        features: Vec<String>,
     },
     /// A file in the repository, relative to the workspace root.
     File(PathBuf),
@@ -205,6 +207,7 @@ struct PartFile {
     initramfs: Option<bool>,
     binary: Option<String>,
     target: Option<String>,
+    features: Option<Vec<String>>,
     name: Option<String>,
     args: Option<String>,
     cmdline: Option<String>,
@@ -231,6 +234,7 @@ struct InitramfsFileTable {
     binary: Option<String>,
     binaries: Option<Vec<String>>,
     target: Option<String>,
+    features: Option<Vec<String>>,
     to: Option<String>,
 }
 
@@ -555,18 +559,27 @@ fn source(part: &PartFile) -> Result<Source, String> {
         part.file.as_deref(),
         part.binary.as_deref(),
         part.target.as_deref(),
+        part.features.as_deref(),
     )
 }
 
-/// A `package` (with its `binary` and `target`) or a `file`; exactly one is given.
+/// A `package` (with its `binary`, `target` and `features`) or a `file`; exactly one
+/// is given.
 fn local_source(
     package: Option<&str>,
     file: Option<&Path>,
     binary: Option<&str>,
     target: Option<&str>,
+    features: Option<&[String]>,
 ) -> Result<Source, String> {
-    if package.is_none() && (binary.is_some() || target.is_some()) {
-        return Err("`binary` and `target` go with `package` only".into());
+    if package.is_none() && (binary.is_some() || target.is_some() || features.is_some()) {
+        return Err("`binary`, `target` and `features` go with `package` only".into());
+    }
+    let features = features.unwrap_or_default().to_vec();
+    if let Some(bad) = features.iter().find(|f| !is_plain_word(f) || f.contains('.')) {
+        return Err(format!(
+            "`features`: `{bad}` is not a feature name (letters, digits, `-` and `_`)"
+        ));
     }
     if let Some(package) = package {
         let target = target.unwrap_or(DEFAULT_TARGET);
@@ -579,6 +592,7 @@ fn local_source(
             package: package.to_owned(),
             binary: binary.unwrap_or(package).to_owned(),
             target: target.to_owned(),
+            features,
         });
     }
     let file = file.ok_or("give `package` or `file`")?;
@@ -645,6 +659,7 @@ fn initramfs(table: &InitramfsTable) -> Result<Initramfs, String> {
                 f.file.as_deref(),
                 binary,
                 f.target.as_deref(),
+                f.features.as_deref(),
             )
             .map_err(at)?;
             let name = match &source {
@@ -785,6 +800,7 @@ name = "config"
 package = "linux-app"
 binary = "app"
 target = "x86_64-unknown-linux-musl"
+features = ["tern", "check"]
 [[check]]
 cpus = 1
 [[check]]
@@ -819,7 +835,8 @@ emulator = "bochs"
                 source: Source::Package {
                     package: "kernel".into(),
                     binary: "kernel".into(),
-                    target: DEFAULT_TARGET.into()
+                    target: DEFAULT_TARGET.into(),
+                    features: vec![]
                 },
                 cmdline: "serial verbose".into()
             }
@@ -836,7 +853,8 @@ emulator = "bochs"
             Source::Package {
                 package: "linux-app".into(),
                 binary: "app".into(),
-                target: "x86_64-unknown-linux-musl".into()
+                target: "x86_64-unknown-linux-musl".into(),
+                features: vec!["tern".into(), "check".into()]
             }
         );
         assert_eq!(s.emulators, [Emulator::Qemu, Emulator::Bochs]);
@@ -1038,6 +1056,7 @@ to = "/etc/data"
             package: package.into(),
             binary: binary.into(),
             target: target.into(),
+            features: vec![],
         };
         assert_eq!(
             i.files,
@@ -1100,6 +1119,8 @@ to = "/etc/data"
         assert!(file("to = \"/x\"")
             .contains("number 1: give exactly one of `package`, `file` or `fetch`"));
         assert!(file("file = \"a\"\nbinary = \"b\"").contains("go with `package` only"));
+        assert!(file("file = \"a\"\nfeatures = [\"x\"]").contains("go with `package` only"));
+        assert!(file("package = \"p\"\nfeatures = [\"a b\"]").contains("not a feature name"));
         assert!(file("package = \"p\"\nbinaries = []").contains("`binaries` is empty"));
         assert!(file("package = \"p\"\nbinary = \"a\"\nbinaries = [\"b\"]").contains("not both"));
         assert!(

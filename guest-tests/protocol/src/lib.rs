@@ -51,3 +51,11 @@ pub const MM_ID_VALUE: u32 = 0x4F49_4D4D;
 
 /// Guest-physical address the VMM leaves unmapped.
 pub const UNMAPPED: u64 = 0xE000_0000;
+
+/// Guest RAM above 4 GiB (the `high-memory` guest): `[HIGH_RAM, HIGH_RAM +
+/// HIGH_RAM_SIZE)`. The guest writes `HIGH_RAM_MAGIC ^ offset` into the first
+/// qword of every 4 KiB page there (offset from `HIGH_RAM`), which the VMM can
+/// check from its side after the PASS.
+pub const HIGH_RAM: u64 = 0x1_0000_0000;
+pub const HIGH_RAM_SIZE: u64 = 0x20_0000;
+pub const HIGH_RAM_MAGIC: u64 = 0x4849_4748_5241_4d21;

@@ -326,6 +326,17 @@ pub mod posix {
     pub const PROGRAM_SELS: (u64, u64) = (256, 1024);
     pub const RECV_BASE: u64 = 1024;
     pub const RECV_ORDER: u8 = 10;
+    /// `rdi` = CPU: the calling thread's next `clone` starts the new thread (and
+    /// its handler) on that CPU, which must be one of the component's `cpus`.
+    /// Answers 0, or -EINVAL for a CPU the component may not use. Used once by
+    /// that `clone`; without it threads go round robin over the `cpus`.
+    /// `rdi` = `u64::MAX` withdraws the request.
+    pub const SYSCALL_NEXT_THREAD_CPU: u64 = 0x5445_0001;
+    /// Addresses `[PROGRAM_MAPPED.0, PROGRAM_MAPPED.1)` are the program's to fill
+    /// through the roottask (`OP_MAP`) or the kernel (vCPU state pages, UTCBs):
+    /// the posix-server never places a mapping there, and a fault there is a
+    /// crash. A VMM keeps guest RAM and vCPU state pages here (16 TiB).
+    pub const PROGRAM_MAPPED: (u64, u64) = (0x5000_0000_0000, 0x6000_0000_0000);
 }
 
 /// Flags of `create_ec` (bits 24..32 of the packed argument).

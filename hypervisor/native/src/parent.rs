@@ -9,7 +9,8 @@ pub const OP_LOOKUP: u64 = 2;
 pub const OP_EXIT: u64 = 3;
 /// `[op, va, order, rights]`: back `2^order` pages at `va` with zeroed memory of
 /// the component's quota. Reply word 0: 0 done, 1 refused (bad range or already
-/// mapped), 2 quota exhausted.
+/// mapped), 2 quota exhausted, 3 the roottask has no free block that large (a
+/// smaller order may still work). Orders up to 18 (1 GiB); `va` aligned to the block.
 pub const OP_MAP: u64 = 4;
 /// `[op, va, pages]`: give the memory backing `[va, va + pages * 4096)` back.
 pub const OP_UNMAP: u64 = 5;

@@ -229,6 +229,10 @@ fn start(c: Caller) -> Result<(), String> {
     mem.reserve(native::LAZY_BASE, native::LAZY_SIZE)
         .and_then(|_| mem.reserve(layout::ROM_BASE, layout::ROM_END - layout::ROM_BASE))
         .and_then(|_| {
+            let (lo, hi) = hyper_abi::posix::PROGRAM_MAPPED;
+            mem.reserve(lo, hi - lo)
+        })
+        .and_then(|_| {
             mem.reserve(
                 layout::SERVER_BASE,
                 posix::memmap::USER_END - layout::SERVER_BASE,

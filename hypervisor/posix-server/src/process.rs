@@ -12,7 +12,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
-use hyper_abi::mem_rights;
+use hyper_abi::{mem_rights, Crd, CrdKind};
 use posix::futex::FutexTable;
 use posix::memmap::{Block, MemoryMap, Released};
 use posix::vfs::Vfs;
@@ -26,6 +26,9 @@ pub struct Thread {
     pub clear_child_tid: u64,
     pub alive: bool,
     pub sigmask: u64,
+    /// Where this thread's next `clone` puts the new thread
+    /// (`SYSCALL_NEXT_THREAD_CPU`); round robin when `None`.
+    pub next_thread_cpu: Option<u32>,
 }
 
 pub struct Process {
@@ -106,7 +109,7 @@ impl Process {
         let rights = mem_rights::R | mem_rights::W | if b.exec { mem_rights::X } else { 0 };
         match roottask::map(c, b.va, b.order, rights) {
             Ok(()) => self.mem.mark_backed(b.va, b.order),
-            Err(MapError::Quota) => Err(Errno::ENOMEM),
+            Err(MapError::Quota | MapError::PoolEmpty) => Err(Errno::ENOMEM),
             Err(MapError::Refused) => Err(Errno::EFAULT),
         }
     }
@@ -120,6 +123,10 @@ impl Process {
 
     /// Makes `[addr, addr + len)` accessible (for writing if `write`) and backed.
     pub fn touch(&mut self, c: Caller, addr: u64, len: u64, write: bool) -> Result<(), Errno> {
+        let (lo, hi) = hyper_abi::posix::PROGRAM_MAPPED;
+        if addr < hi && addr.saturating_add(len) > lo {
+            return program_mapped(addr, len, write);
+        }
         for b in self.mem.ensure(addr, len, write)? {
             self.back(c, b)?;
         }
@@ -182,8 +189,32 @@ impl Process {
         }
     }
 
+    /// The CPU of the next thread that the thread in `slot` creates: the one it
+    /// asked for, else round robin over the allowed ones.
+    pub fn cpu_for_new_thread(&mut self, slot: usize) -> u32 {
+        let asked = self.threads[slot]
+            .as_mut()
+            .and_then(|t| t.next_thread_cpu.take());
+        asked.unwrap_or_else(|| self.pick_cpu())
+    }
+
+    /// `SYSCALL_NEXT_THREAD_CPU`: the next thread of `slot` starts on `cpu`.
+    /// (`u64::MAX` withdraws the request.)
+    pub fn set_next_thread_cpu(&mut self, slot: usize, cpu: u64) -> Result<u64, Errno> {
+        let cpu = match cpu {
+            u64::MAX => None,
+            c => match u32::try_from(c) {
+                Ok(c) if self.cpus.contains(&c) => Some(c),
+                _ => return Err(Errno::EINVAL),
+            },
+        };
+        let t = self.threads[slot].as_mut().ok_or(Errno::ESRCH)?;
+        t.next_thread_cpu = cpu;
+        Ok(0)
+    }
+
     /// The CPU the next new thread runs on (round robin over the allowed ones).
-    pub fn pick_cpu(&mut self) -> u32 {
+    fn pick_cpu(&mut self) -> u32 {
         let cpu = self.cpus[self.next_cpu % self.cpus.len()];
         self.next_cpu += 1;
         cpu
@@ -192,4 +223,26 @@ impl Process {
     pub fn live_threads(&self) -> usize {
         self.threads.iter().flatten().filter(|t| t.alive).count()
     }
+}
+
+/// Checks that the program itself mapped `[addr, addr + len)` (inside
+/// `PROGRAM_MAPPED`, where the memory map has no say), writable if `write`:
+/// e.g. a VMM reading a file into guest RAM. EFAULT otherwise.
+fn program_mapped(addr: u64, len: u64, write: bool) -> Result<(), Errno> {
+    let (lo, hi) = hyper_abi::posix::PROGRAM_MAPPED;
+    let end = addr.checked_add(len).ok_or(Errno::EFAULT)?;
+    if addr < lo || end > hi {
+        return Err(Errno::EFAULT);
+    }
+    let need = mem_rights::R | if write { mem_rights::W } else { 0 };
+    let mut page = addr >> 12;
+    while page << 12 < end {
+        let m = hyper_abi::syscall::lookup(Crd::mem(page, 0, 0)).map_err(|_| Errno::EFAULT)?;
+        if m.kind() != CrdKind::Memory || m.rights() & need != need {
+            return Err(Errno::EFAULT);
+        }
+        // the rest of the mapping that holds the page
+        page = (m.base() + (1 << m.order())).max(page + 1);
+    }
+    Ok(())
 }

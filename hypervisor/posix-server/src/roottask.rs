@@ -35,6 +35,8 @@ impl Caller {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapError {
     Quota,
+    /// The roottask has no free block that large.
+    PoolEmpty,
     Refused,
 }
 
@@ -46,6 +48,7 @@ pub fn map(c: Caller, va: u64, order: u32, rights: u8) -> Result<(), MapError> {
     match u.words[0] {
         0 => Ok(()),
         2 => Err(MapError::Quota),
+        3 => Err(MapError::PoolEmpty),
         _ => Err(MapError::Refused),
     }
 }

@@ -58,7 +58,7 @@ pub fn dispatch(c: Caller, slot: usize, regs: &mut Regs) -> After {
             exit_group(c, a[0] as i32);
             return After::End;
         }
-        nr::CLONE => clone(c, regs, a),
+        nr::CLONE => clone(c, slot, regs, a),
         nr::ARCH_PRCTL => match a[0] {
             ARCH_SET_FS if a[1] < posix::memmap::USER_END => {
                 regs[exc::FS_BASE] = a[1];
@@ -96,6 +96,9 @@ pub fn dispatch(c: Caller, slot: usize, regs: &mut Regs) -> After {
         },
         nr::SCHED_YIELD => Ok(0),
         hyper_abi::posix::SYSCALL_UTCB => Ok(layout::thread_utcb(slot)),
+        hyper_abi::posix::SYSCALL_NEXT_THREAD_CPU => {
+            process::with(c, |p| p.set_next_thread_cpu(slot, a[0]))
+        }
         _ => process::with(c, |p| serve(p, c, slot, n, a)),
     };
     regs[exc::RAX] = match result {
@@ -773,7 +776,7 @@ fn futex(c: Caller, slot: usize, a: [u64; 6]) -> R {
     }
 }
 
-fn clone(c: Caller, regs: &Regs, a: [u64; 6]) -> R {
+fn clone(c: Caller, slot: usize, regs: &Regs, a: [u64; 6]) -> R {
     let (flags, stack, ptid, ctid, tls) = (a[0], a[1], a[2], a[3], a[4]);
     if flags & (CLONE_VM | CLONE_THREAD) != (CLONE_VM | CLONE_THREAD) {
         process::with(c, |p| {
@@ -790,7 +793,7 @@ fn clone(c: Caller, regs: &Regs, a: [u64; 6]) -> R {
         child[exc::FS_BASE] = tls;
     }
     process::with(c, |p| {
-        let cpu = p.pick_cpu();
+        let cpu = p.cpu_for_new_thread(slot);
         // the tid is written before the child can run: it starts only when
         // `spawn` gives it its scheduling context, after the state is set
         let (child_slot, tid) = thread::spawn(p, c, &child, cpu)?;

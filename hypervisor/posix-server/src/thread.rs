@@ -165,6 +165,7 @@ pub fn spawn(p: &mut Process, c: Caller, regs: &Regs, cpu: u32) -> Result<(usize
         clear_child_tid: 0,
         alive: true,
         sigmask: 0,
+        next_thread_cpu: None,
     });
     if let Err(e) = hc::create_sc(s.sc(), s.ec(), p.priority, 10_000) {
         p.threads[slot].as_mut().expect("just set").alive = false;
@@ -250,7 +251,7 @@ fn page_fault(c: Caller, slot: usize, regs: &Regs) -> After {
         FaultAction::Resume => Ok(()),
         FaultAction::Back(b) => p.back(c, b).map_err(|e| {
             if e == Errno::ENOMEM {
-                "out of memory: the memory quota is used up"
+                "out of memory: the memory quota is used up (or the roottask has none left)"
             } else {
                 "the roottask refused to back memory"
             }

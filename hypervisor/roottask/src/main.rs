@@ -717,6 +717,7 @@ extern "C" fn parent_entry(badge: u64) -> ! {
                 status = match c.memory.give(pool, va, order, rights, |_| {}) {
                     Ok(()) => 0,
                     Err(memory::Error::Quota) => 2,
+                    Err(memory::Error::PoolEmpty) => 3,
                     Err(_) => 1,
                 };
             }

@@ -3,11 +3,16 @@
 //! portal as a service. On Linux the same program still runs: [`on_tern`] is
 //! false and every call returns [`Error::NotOnTern`].
 //!
+//! Also what a VMM needs beyond IPC: memory it maps itself
+//! ([`map_memory`], only inside `hyper_abi::posix::PROGRAM_MAPPED`), selectors
+//! for the kernel objects it creates ([`alloc_sel`]), and threads started on a
+//! chosen CPU ([`spawn_on_cpu`]; a vCPU runs only from a thread on its CPU).
+//!
 //! Owns: the safe wrappers over the hypercalls a std program may make itself
 //! (tagged with `NATIVE_TAG`, so the kernel does not reflect them to the
 //! posix-server). Must not touch: selectors outside
-//! `hyper_abi::posix::PROGRAM_SELS` and the receive window, which are the
-//! posix-server's.
+//! `hyper_abi::posix::PROGRAM_SELS` and the receive window, or memory outside
+//! `PROGRAM_MAPPED`, which are the posix-server's.
 
 use hyper_abi::syscall::{self, EcParams};
 use hyper_abi::{obj_rights, posix, sel, Crd, CrdKind, EcKind, Status, Utcb};
@@ -24,6 +29,15 @@ pub enum Error {
     Refused,
     /// A message longer than a UTCB holds.
     TooLong,
+    /// The component's memory quota is used up.
+    Quota,
+    /// The roottask has no free block of the size asked for.
+    PoolEmpty,
+    /// An address outside `PROGRAM_MAPPED`, or not aligned to its block, or
+    /// memory that is mapped already.
+    BadAddress,
+    /// A CPU the component may not use (its `cpus` in the configuration).
+    NoSuchCpu(u32),
     /// The kernel said no.
     Kernel(Status),
 }
@@ -37,6 +51,22 @@ impl std::fmt::Display for Error {
                 "the roottask refused (check `uses`/`provides` in the configuration)"
             ),
             Error::TooLong => write!(f, "message longer than a UTCB"),
+            Error::Quota => write!(
+                f,
+                "the component's memory quota is used up (raise `memory` in the configuration)"
+            ),
+            Error::PoolEmpty => write!(
+                f,
+                "the roottask has no free memory block that large (use smaller blocks, or give the machine more memory)"
+            ),
+            Error::BadAddress => write!(
+                f,
+                "address outside the program's own range, misaligned, or already mapped"
+            ),
+            Error::NoSuchCpu(cpu) => write!(
+                f,
+                "CPU {cpu} is not one of the component's `cpus` in the configuration"
+            ),
             Error::Kernel(s) => write!(f, "hypercall failed: {}", s.name()),
         }
     }
@@ -72,6 +102,11 @@ fn utcb() -> Result<&'static mut Utcb, Error> {
         .ok_or(Error::NotOnTern)
 }
 
+/// The CPU the calling thread runs on (threads never move).
+pub fn current_cpu() -> u32 {
+    cpu()
+}
+
 fn cpu() -> u32 {
     let mut cpu = 0u32;
     // SAFETY: getcpu writes one u32 to the address we give.
@@ -88,6 +123,12 @@ fn parent_portal() -> u64 {
 
 static NEXT_SEL: AtomicU64 = AtomicU64::new(posix::PROGRAM_SELS.0);
 static NEXT_RECV: AtomicU64 = AtomicU64::new(0);
+
+/// A free capability selector of the program's range, for kernel objects the
+/// program creates itself (VMs, vCPUs). Never reused.
+pub fn alloc_sel() -> Result<u64, Error> {
+    new_sel()
+}
 
 fn new_sel() -> Result<u64, Error> {
     let s = NEXT_SEL.fetch_add(1, Ordering::Relaxed);
@@ -253,4 +294,113 @@ fn reserve_page() -> Result<u64, Error> {
         return Err(Error::Kernel(Status::OutOfMemory));
     }
     Ok(r as u64)
+}
+
+/// A raw Linux system call with one argument: its return value (`-errno` on
+/// failure). For the posix-server's own numbers (`hyper_abi::posix`).
+fn syscall1(nr: u64, a0: u64) -> i64 {
+    let r: i64;
+    // SAFETY: the posix-server's system calls read only their register
+    // arguments; on Linux the number is unknown and answers -ENOSYS.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") nr as i64 => r, in("rdi") a0,
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    r
+}
+
+/// The CPUs the component may run threads on (its `cpus`), ascending.
+pub fn cpus() -> Result<Vec<u32>, Error> {
+    if !on_tern() {
+        return Err(Error::NotOnTern);
+    }
+    let mut mask = 0u64;
+    let r: i64;
+    // SAFETY: sched_getaffinity(0, 8, &mask) writes at most 8 bytes to `mask`.
+    unsafe {
+        std::arch::asm!("syscall", inlateout("rax") 204i64 => r, in("rdi") 0u64, in("rsi") 8u64,
+            in("rdx") &mut mask as *mut u64, lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    if r < 0 {
+        return Err(Error::Kernel(Status::BadParameter));
+    }
+    Ok((0..64).filter(|i| mask & (1 << i) != 0).collect())
+}
+
+/// Starts `f` on a new thread (made by `builder`) that runs on `cpu`, one of
+/// the component's `cpus`. The thread and its posix-server handler live on that
+/// CPU for good.
+pub fn spawn_on_cpu<F, T>(
+    cpu: u32,
+    builder: std::thread::Builder,
+    f: F,
+) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let r = syscall1(posix::SYSCALL_NEXT_THREAD_CPU, cpu as u64);
+    if r == -38 {
+        return Err(std::io::Error::other(Error::NotOnTern));
+    }
+    if r < 0 {
+        return Err(std::io::Error::other(Error::NoSuchCpu(cpu)));
+    }
+    let spawned = builder.spawn(f);
+    if spawned.is_err() {
+        // the request was not used: the next thread goes round robin again
+        syscall1(posix::SYSCALL_NEXT_THREAD_CPU, u64::MAX);
+    }
+    spawned
+}
+
+/// Backs `[va, va + 4096 << order)` with zeroed memory from the component's
+/// quota (the roottask's `OP_MAP`, readable, writable and executable). `va`
+/// lies in `hyper_abi::posix::PROGRAM_MAPPED`, aligned to the block; orders go
+/// up to 18 (1 GiB). The memory stays until [`unmap_memory`] or the end of the
+/// component.
+pub fn map_memory(va: u64, order: u8) -> Result<(), Error> {
+    let (lo, hi) = posix::PROGRAM_MAPPED;
+    let len = 4096u64.checked_shl(order as u32).ok_or(Error::BadAddress)?;
+    if va < lo || va.checked_add(len).is_none_or(|end| end > hi) || !va.is_multiple_of(len) {
+        return Err(Error::BadAddress);
+    }
+    let u = utcb()?;
+    u.words[0] = native::parent::OP_MAP;
+    u.words[1] = va;
+    u.words[2] = order as u64;
+    u.words[3] = hyper_abi::mem_rights::RWX as u64;
+    u.untyped = 4;
+    u.typed = 0;
+    syscall::call(parent_portal()).map_err(Error::Kernel)?;
+    match u.words[0] {
+        0 => Ok(()),
+        2 => Err(Error::Quota),
+        3 => Err(Error::PoolEmpty),
+        _ => Err(Error::BadAddress),
+    }
+}
+
+/// Gives the memory behind `[va, va + pages * 4096)` (mapped with
+/// [`map_memory`]) back to the roottask.
+pub fn unmap_memory(va: u64, pages: u64) -> Result<(), Error> {
+    let (lo, hi) = posix::PROGRAM_MAPPED;
+    let end = pages
+        .checked_mul(4096)
+        .and_then(|l| va.checked_add(l))
+        .ok_or(Error::BadAddress)?;
+    if va < lo || end > hi {
+        return Err(Error::BadAddress);
+    }
+    let u = utcb()?;
+    u.words[0] = native::parent::OP_UNMAP;
+    u.words[1] = va;
+    u.words[2] = pages;
+    u.untyped = 3;
+    u.typed = 0;
+    syscall::call(parent_portal()).map_err(Error::Kernel)?;
+    match u.words[0] {
+        0 => Ok(()),
+        _ => Err(Error::BadAddress),
+    }
 }

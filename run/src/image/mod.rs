@@ -13,7 +13,7 @@ pub mod multiboot;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::cargo::Workspace;
+use crate::cargo::{Build, Workspace};
 use crate::error::Error;
 use crate::fetch::{self, DebianKernel};
 use crate::scenario::{BootKind, Scenario, Source, KERNEL_NAME};
@@ -51,7 +51,7 @@ impl BootFiles {
         workspace: &Workspace,
         work: &Path,
     ) -> Result<BootFiles, Error> {
-        let mut packages: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut packages: BTreeMap<String, Build> = BTreeMap::new();
         let initramfs_sources = scenario.initramfs.iter().flat_map(|i| &i.files);
         let sources = std::iter::once(&scenario.kernel.source)
             .chain(scenario.modules.iter().map(|m| &m.source))
@@ -63,11 +63,20 @@ impl BootFiles {
         for source in sources {
             match source {
                 Source::Package {
-                    package, target, ..
+                    package,
+                    target,
+                    features,
+                    ..
                 } => {
-                    let list = packages.entry(target.clone()).or_default();
-                    if !list.contains(package) {
-                        list.push(package.clone());
+                    let build = packages.entry(target.clone()).or_default();
+                    if !build.packages.contains(package) {
+                        build.packages.push(package.clone());
+                    }
+                    for feature in features {
+                        let feature = format!("{package}/{feature}");
+                        if !build.features.contains(&feature) {
+                            build.features.push(feature);
+                        }
                     }
                 }
                 Source::Fetch(_) => wants_debian_kernel = true,
@@ -80,8 +89,8 @@ impl BootFiles {
             ))?),
             false => None,
         };
-        for (target, names) in &packages {
-            println!("run: building for {target}: {}", names.join(" "));
+        for (target, build) in &packages {
+            println!("run: building for {target}: {}", build.packages.join(" "));
         }
         workspace.build(&packages)?;
 
@@ -92,6 +101,7 @@ impl BootFiles {
                     package,
                     binary,
                     target,
+                    ..
                 } => (
                     workspace.binary_path(target, binary),
                     format!(
