@@ -335,8 +335,9 @@ pub mod posix {
     /// Addresses `[PROGRAM_MAPPED.0, PROGRAM_MAPPED.1)` are the program's to fill
     /// through the roottask (`OP_MAP`) or the kernel (vCPU state pages, UTCBs):
     /// the posix-server never places a mapping there, and a fault there is a
-    /// crash. A VMM keeps guest RAM and vCPU state pages here (16 TiB).
-    pub const PROGRAM_MAPPED: (u64, u64) = (0x5000_0000_0000, 0x6000_0000_0000);
+    /// crash. A VMM keeps guest RAM and vCPU state pages here (7 TiB, between
+    /// the boot modules and the main thread's stack).
+    pub const PROGRAM_MAPPED: (u64, u64) = (0x6800_0000_0000, 0x6f00_0000_0000);
 }
 
 /// Flags of `create_ec` (bits 24..32 of the packed argument).

@@ -6,8 +6,8 @@
 //! | [`PIE_BASE`].. | a static PIE program |
 //! | `native::LAZY_BASE` (1 GiB) | the server's heap, paged in by the roottask |
 //! | [`MMAP_LO`]..[`MMAP_HI`] | where `mmap` places mappings (top-down) |
-//! | `hyper_abi::posix::PROGRAM_MAPPED` | the program's own (guest RAM, vCPU state pages); never ours |
 //! | [`ROM_BASE`]..[`ROM_END`] | boot modules lent read-only by the roottask |
+//! | `hyper_abi::posix::PROGRAM_MAPPED` | the program's own (guest RAM, vCPU state pages); never ours |
 //! | [`STACK_TOP`] - [`STACK_SIZE`].. | the main thread's stack, a guard below it |
 //! | [`SERVER_BASE`]..`USER_END` | the server: image, thread UTCBs, start info |
 

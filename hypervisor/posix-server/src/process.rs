@@ -29,6 +29,8 @@ pub struct Thread {
     /// Where this thread's next `clone` puts the new thread
     /// (`SYSCALL_NEXT_THREAD_CPU`); round robin when `None`.
     pub next_thread_cpu: Option<u32>,
+    /// `prctl(PR_SET_NAME)`: up to 15 bytes, NUL-padded.
+    pub name: [u8; 16],
 }
 
 pub struct Process {

@@ -38,6 +38,9 @@ const CLONE_PARENT_SETTID: u64 = 0x100000;
 const CLONE_CHILD_CLEARTID: u64 = 0x200000;
 const CLONE_CHILD_SETTID: u64 = 0x1000000;
 
+const PR_SET_NAME: u64 = 15;
+const PR_GET_NAME: u64 = 16;
+
 const ARCH_SET_FS: u64 = 0x1002;
 const ARCH_GET_FS: u64 = 0x1003;
 
@@ -392,6 +395,28 @@ fn serve(p: &mut Process, c: Caller, slot: usize, n: u64, a: [u64; 6]) -> R {
                 Err(Errno::EINVAL)
             }
         }
+        nr::PRCTL => match a[0] {
+            PR_SET_NAME => {
+                let mut name = [0u8; 16];
+                for (i, d) in name.iter_mut().take(15).enumerate() {
+                    *d = p.copy_in(c, a[1] + i as u64, 1)?[0];
+                    if *d == 0 {
+                        break;
+                    }
+                }
+                let t = p.threads[slot].as_mut().ok_or(Errno::ESRCH)?;
+                t.name = name;
+                Ok(0)
+            }
+            PR_GET_NAME => {
+                let name = p.threads[slot].as_ref().ok_or(Errno::ESRCH)?.name;
+                p.copy_out(c, a[1], &name).map(|_| 0)
+            }
+            _ => {
+                p.unsupported(c, n, "EINVAL (only PR_SET_NAME and PR_GET_NAME)");
+                Err(Errno::EINVAL)
+            }
+        },
         nr::GETCPU => {
             let cpu = p.threads[slot].as_ref().map(|t| t.cpu).unwrap_or(0);
             for addr in [a[0], a[1]] {

@@ -166,6 +166,7 @@ pub fn spawn(p: &mut Process, c: Caller, regs: &Regs, cpu: u32) -> Result<(usize
         alive: true,
         sigmask: 0,
         next_thread_cpu: None,
+        name: [0; 16],
     });
     if let Err(e) = hc::create_sc(s.sc(), s.ec(), p.priority, 10_000) {
         p.threads[slot].as_mut().expect("just set").alive = false;

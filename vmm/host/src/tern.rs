@@ -34,12 +34,12 @@ const HOST: &str = "tern";
 
 /// Guest-physical address `gpa` is at `RAM_BASE + gpa` in the VMM.
 pub const RAM_BASE: u64 = posix::PROGRAM_MAPPED.0;
-/// Guest-physical addresses below this can be RAM (8 TiB).
-pub const RAM_SPAN: u64 = 0x800_0000_0000;
+/// Guest-physical addresses below this can be RAM (4 TiB).
+pub const RAM_SPAN: u64 = 0x400_0000_0000;
 /// vCPU state pages, one 4 KiB page per vCPU from here.
 pub const STATE_BASE: u64 = RAM_BASE + RAM_SPAN;
-/// vCPUs one host can create (state pages in the rest of `PROGRAM_MAPPED`).
-const MAX_VCPUS: u64 = 4096;
+/// vCPUs a program can create (state pages in the rest of `PROGRAM_MAPPED`).
+const MAX_VCPUS: u64 = 1 << 20;
 /// Kernel memory for the VM's nested page tables (taken from the component's).
 const VM_KMEM: u64 = 64 * 1024;
 /// Largest block asked of the roottask (2^18 pages = 1 GiB).
@@ -53,8 +53,13 @@ pub struct TernHost {
     cpus: Vec<u32>,
     /// Blocks mapped so far (VMM address, pages), given back on drop.
     mapped: Mutex<Vec<(u64, u64)>>,
-    next_state: AtomicU64,
+    /// vCPU selectors, revoked on drop (which frees their state pages).
+    vcpus: Mutex<Vec<u64>>,
 }
+
+/// The next free state page (program-wide: a page of a vCPU destroyed while
+/// its guest ran elsewhere may come free only later).
+static NEXT_STATE: AtomicU64 = AtomicU64::new(0);
 
 fn failed(what: &'static str, e: impl std::fmt::Display) -> HostError {
     HostError::Failed {
@@ -95,7 +100,7 @@ impl TernHost {
             vm,
             cpus,
             mapped: Mutex::new(Vec::new()),
-            next_state: AtomicU64::new(0),
+            vcpus: Mutex::new(Vec::new()),
         })
     }
 
@@ -142,7 +147,11 @@ impl TernHost {
 
 impl Drop for TernHost {
     fn drop(&mut self) {
-        // the VM's vCPUs and guest-physical space go with it
+        // the vCPUs (and their state pages), then the VM with its
+        // guest-physical space
+        for vcpu in self.vcpus.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = syscall::revoke(Crd::obj(vcpu, obj_rights::ALL), true);
+        }
         let _ = syscall::revoke(Crd::obj(self.vm, obj_rights::ALL), true);
         for (va, pages) in self.mapped.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             let _ = tern::unmap_memory(va, pages);
@@ -223,7 +232,7 @@ impl Host for TernHost {
     }
 
     fn create_vcpu(&self, _id: u32, _cpuid: &[CpuidEntry]) -> Result<TernVcpu, HostError> {
-        let n = self.next_state.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_STATE.fetch_add(1, Ordering::Relaxed);
         if n >= MAX_VCPUS {
             return Err(HostError::OutOfMemory {
                 host: HOST,
@@ -256,6 +265,10 @@ impl Host for TernHost {
             },
             e => failed("creating the vCPU", e.name()),
         })?;
+        self.vcpus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sel);
         // SAFETY: the kernel just mapped this vCPU's state page at `state` (in
         // PROGRAM_MAPPED, which nothing else uses); it stays mapped until the
         // VM is revoked in `drop`, and the backend does not outlive the host
