@@ -576,7 +576,10 @@ fn local_source(
         return Err("`binary`, `target` and `features` go with `package` only".into());
     }
     let features = features.unwrap_or_default().to_vec();
-    if let Some(bad) = features.iter().find(|f| !is_plain_word(f) || f.contains('.')) {
+    if let Some(bad) = features
+        .iter()
+        .find(|f| !is_plain_word(f) || f.contains('.'))
+    {
         return Err(format!(
             "`features`: `{bad}` is not a feature name (letters, digits, `-` and `_`)"
         ));

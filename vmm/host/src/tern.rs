@@ -149,11 +149,21 @@ impl Drop for TernHost {
     fn drop(&mut self) {
         // the vCPUs (and their state pages), then the VM with its
         // guest-physical space
-        for vcpu in self.vcpus.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for vcpu in self
+            .vcpus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = syscall::revoke(Crd::obj(vcpu, obj_rights::ALL), true);
         }
         let _ = syscall::revoke(Crd::obj(self.vm, obj_rights::ALL), true);
-        for (va, pages) in self.mapped.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for (va, pages) in self
+            .mapped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             let _ = tern::unmap_memory(va, pages);
         }
     }
@@ -446,7 +456,11 @@ mod tests {
         ];
         let xcr0 = 0b111;
         let out = filter_cpuid(leaves, xcr0);
-        let get = |f, i| *out.iter().find(|e| e.function == f && e.index == i).unwrap();
+        let get = |f, i| {
+            *out.iter()
+                .find(|e| e.function == f && e.index == i)
+                .unwrap()
+        };
         assert_eq!(get(1, 0).ecx & (1 << 5), 0, "VMX");
         assert_eq!(get(1, 0).ecx & (1 << 3), 0, "MONITOR");
         assert_ne!(get(1, 0).ecx & (1 << 0), 0, "SSE3 stays");
@@ -470,7 +484,11 @@ mod tests {
         assert!(leaves.iter().any(|e| e.function == 0));
         assert!(leaves.iter().any(|e| e.function == 0x8000_0000));
         if let Some(last) = leaves.iter().rfind(|e| e.function == 0xb) {
-            assert_eq!((last.ecx >> 8) & 0xff, 0, "leaf 0xb ends with an invalid level");
+            assert_eq!(
+                (last.ecx >> 8) & 0xff,
+                0,
+                "leaf 0xb ends with an invalid level"
+            );
         }
         for e in leaves.iter().filter(|e| e.function == 4) {
             assert_ne!(e.eax & 0x1f, 0, "leaf 4 lists only real caches");

@@ -94,7 +94,7 @@ fn parse_args(argv: &[String]) -> Result<Args, CheckError> {
         return Err(CheckError::Usage);
     }
     // below the test device's MMIO page, 2 MiB granules
-    if !(4..=3072).contains(&args.memory_mib) || args.memory_mib % 2 != 0 {
+    if !(4..=3072).contains(&args.memory_mib) || !args.memory_mib.is_multiple_of(2) {
         return Err(CheckError::Bad(format!(
             "--memory must be an even number of MiB from 4 to 3072, got {}",
             args.memory_mib
@@ -127,7 +127,11 @@ impl SplitRam {
 
 impl vmm_core::GuestMemory for SplitRam {
     fn size(&self) -> u64 {
-        self.regions.iter().map(|r| r.gpa + r.size).max().unwrap_or(0)
+        self.regions
+            .iter()
+            .map(|r| r.gpa + r.size)
+            .max()
+            .unwrap_or(0)
     }
 
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), vmm_core::OutOfRange> {
@@ -288,7 +292,10 @@ fn run_guest<H: Host>(
                     ExitCounters::default()
                 }
             };
-            total.lock().unwrap_or_else(|e| e.into_inner()).merge(&counters);
+            total
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .merge(&counters);
         });
         match host.spawn_vcpu_thread(id, body) {
             Ok(t) => threads.push(t),
