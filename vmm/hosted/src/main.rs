@@ -107,7 +107,26 @@ mod machine {
     use std::path::Path;
     use std::process::ExitCode;
 
+    /// Device models report guest-caused problems through `log`.
+    struct StderrLogger;
+
+    impl log::Log for StderrLogger {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() <= log::Level::Warn
+        }
+        fn log(&self, record: &log::Record) {
+            if self.enabled(record.metadata()) {
+                eprintln!("tern-vmm: {}", record.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+
     pub fn run(file: &Path) -> ExitCode {
+        static LOGGER: StderrLogger = StderrLogger;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
         let config = match vmm_platform::config::VmConfig::load(file) {
             Ok(c) => c,
             Err(e) => {
@@ -144,7 +163,7 @@ mod machine {
     fn start(
         _config: &vmm_platform::config::VmConfig,
     ) -> Result<vmm_pc::Report, vmm_pc::MachineError> {
-        Err(vmm_pc::MachineError::Layout(
+        Err(vmm_pc::MachineError::Unsupported(
             "the hosted VMM needs Linux KVM".into(),
         ))
     }

@@ -17,10 +17,8 @@
 //! | `emulate` | halifax-emu over the machine (MMIO, string I/O) |
 //! | [`doorbell`] | waking halted vCPUs |
 //! | [`end`] | how a VM ended, exit status |
-//! | `cpuid` | each vCPU's CPUID table |
-
+//!
 pub mod boot;
-mod cpuid;
 pub mod devices;
 pub mod doorbell;
 mod emulate;

@@ -15,9 +15,11 @@ use halifax_emu::Emulator;
 use vcpu_api::Vcpu;
 use vmm_bus::Bus;
 use vmm_core::ExitCounters;
-use vmm_host::{CpuidEntry, Host, HostError};
+use vmm_host::{Host, HostError};
 use vmm_platform::config::VmConfig;
+use vmm_platform::cpuid::{CpuidPolicy, GuestCpuid};
 use vmm_platform::layout::LAPIC;
+use vmm_platform::msr::MsrPlatform;
 
 use crate::boot::{self, BootError, Entry};
 use crate::devices::{self, DeviceError};
@@ -37,8 +39,10 @@ pub enum MachineError {
     Boot(#[from] BootError),
     #[error("{0}")]
     Device(#[from] DeviceError),
-    #[error("the memory layout: {0}")]
-    Layout(String),
+    #[error("the guest's CPUID: {0}")]
+    Cpuid(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// The end of the VM and the doorbells that tell every vCPU about it;
@@ -60,6 +64,10 @@ impl Lifecycle {
 
     pub fn doorbell(&self, vcpu: u32) -> &Doorbell {
         &self.doorbells[vcpu as usize]
+    }
+
+    pub fn vcpus(&self) -> u32 {
+        self.doorbells.len() as u32
     }
 
     pub fn stopped(&self) -> bool {
@@ -94,7 +102,8 @@ pub struct Machine {
     pub entry: Entry,
     pub emulator: Emulator,
     pub life: Arc<Lifecycle>,
-    cpuid: Vec<Vec<CpuidEntry>>,
+    pub cpuid: GuestCpuid,
+    pub msr_platform: MsrPlatform,
     exits: AtomicU64,
     max_exits: Option<u64>,
     /// vCPUs that wait with nothing but the VM's end or another vCPU to
@@ -116,7 +125,7 @@ impl Machine {
     }
 
     pub fn vcpus(&self) -> u32 {
-        self.cpuid.len() as u32
+        self.life.vcpus()
     }
 
     pub fn stopped(&self) -> bool {
@@ -148,17 +157,14 @@ impl Machine {
 
     /// The guest TSC now (guests start with the host's TSC).
     pub fn guest_tsc_now(&self) -> u64 {
-        host_tsc()
+        devices::host_tsc()
     }
 
-    /// CPUID leaf/subleaf of vCPU `vcpu`'s table: EAX, EBX, ECX, EDX.
-    pub fn cpuid(&self, vcpu: u32, leaf: u32, subleaf: u32) -> [u32; 4] {
-        let table = &self.cpuid[vcpu as usize];
-        table
-            .iter()
-            .find(|e| e.function == leaf && e.index == subleaf)
-            .or_else(|| table.iter().find(|e| e.function == leaf && e.index == 0))
-            .map_or([0; 4], |e| [e.eax, e.ebx, e.ecx, e.edx])
+    /// CPUID leaf/subleaf of vCPU `vcpu` (with its CR4 and XCR0): EAX,
+    /// EBX, ECX, EDX.
+    pub fn cpuid(&self, vcpu: u32, leaf: u32, subleaf: u32, cr4: u64, xcr0: u64) -> [u32; 4] {
+        let r = self.cpuid.lookup(vcpu, leaf, subleaf, cr4, xcr0);
+        [r.eax, r.ebx, r.ecx, r.edx]
     }
 
     /// Logs `message` the first time `(kind, key)` comes up.
@@ -208,11 +214,6 @@ impl Machine {
     }
 }
 
-fn host_tsc() -> u64 {
-    // SAFETY: RDTSC has no side effects.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
 /// Builds the machine `config` describes on `host`, runs it until it ends
 /// and reports how. The host must outlive the call (it backs guest RAM).
 pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineError> {
@@ -228,9 +229,20 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
     let ram = unsafe { memory::from_host_regions(&regions)? };
     let cpus = config.cpus;
     let life = Lifecycle::new(cpus);
-    let devices = devices::build(config, &layout, &ram, &life)?;
+    let tsc_hz = devices::measure_tsc_hz();
+    let tsc_khz = u32::try_from(tsc_hz / 1000).ok();
+    let policy = CpuidPolicy {
+        x2apic: devices::X2APIC,
+        tsc_deadline: true,
+        tsc_khz,
+        apic_timer_khz: Some((vmm_irqchip::LAPIC_TIMER_HZ / 1000) as u32),
+        ..CpuidPolicy::new(cpus)
+    };
+    let cpuid =
+        GuestCpuid::new(&host.cpuid()?, &policy).map_err(|e| MachineError::Cpuid(e.to_string()))?;
+    let msr_platform = MsrPlatform::new(&cpuid, &layout, tsc_khz, 0);
+    let devices = devices::build(config, &layout, &ram, &life, tsc_hz)?;
     let entry = boot::load(&ram, &layout, &config.boot, devices.rsdp)?;
-    let host_cpuid = host.cpuid()?;
     let machine = Arc::new(Machine {
         ram,
         pio: devices.pio,
@@ -239,9 +251,8 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
         entry,
         emulator: Emulator::default(),
         life: life.clone(),
-        cpuid: (0..cpus)
-            .map(|id| crate::cpuid::table(&host_cpuid, id))
-            .collect(),
+        cpuid,
+        msr_platform,
         exits: AtomicU64::new(0),
         max_exits: config.max_exits,
         idle_dead: AtomicU32::new(0),
@@ -252,7 +263,7 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
     let mut threads = Vec::new();
     for id in 0..cpus {
         let (m, h, sum) = (machine.clone(), host.clone(), total.clone());
-        let table = machine.cpuid[id as usize].clone();
+        let table = machine.cpuid.for_vcpu(id);
         let body = move || {
             let counters = match h.create_vcpu(id, &table) {
                 Ok(backend) => vcpu::run(&m, id, &mut Vcpu::new(backend)),

@@ -28,6 +28,7 @@ use crate::emulate::{MachineMemory, StateCpu};
 use crate::end::End;
 use crate::irq::{is_apic_msr, Startup};
 use crate::machine::Machine;
+use vmm_platform::msr::{MsrError, MsrModel};
 
 const RFLAGS_IF: u64 = 1 << 9;
 const VECTOR_UD: u8 = 6;
@@ -56,18 +57,18 @@ pub(crate) struct Ctx {
     running: bool,
     pending_sipi: Option<u8>,
     pending_nmi: bool,
-    msrs: vmm_core::msr::MsrFile,
+    msrs: MsrModel,
 }
 
 impl Ctx {
-    pub fn new(index: u32, running: bool) -> Self {
+    pub fn new(index: u32, running: bool, msrs: MsrModel) -> Self {
         Ctx {
             index,
             counters: ExitCounters::default(),
             running,
             pending_sipi: None,
             pending_nmi: false,
-            msrs: vmm_core::msr::MsrFile::default(),
+            msrs,
         }
     }
 }
@@ -77,7 +78,8 @@ pub fn run<B: Backend>(m: &Machine, index: u32, vcpu: &mut Vcpu<B>) -> ExitCount
     let requester = vcpu.requester();
     let bell = m.doorbell(index);
     bell.connect(Box::new(move || requester.request()));
-    let mut ctx = Ctx::new(index, m.entry.starts_at_once(index));
+    let msrs = MsrModel::new(m.msr_platform);
+    let mut ctx = Ctx::new(index, m.entry.starts_at_once(index), msrs);
     let mut fresh = true;
     while !m.stopped() {
         if !ctx.running {
@@ -178,7 +180,8 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
         }
         ExitReason::Msr(access) => msr(m, ctx, s, access.index, access.write),
         ExitReason::Cpuid => {
-            let r = m.cpuid(ctx.index, s.rax.value() as u32, s.rcx.value() as u32);
+            let (leaf, subleaf) = (s.rax.value() as u32, s.rcx.value() as u32);
+            let r = m.cpuid(ctx.index, leaf, subleaf, s.cr4.value(), s.xcr0.value());
             s.rax.charge(r[0] as u64);
             s.rbx.charge(r[1] as u64);
             s.rcx.charge(r[2] as u64);
@@ -311,35 +314,46 @@ fn emulate(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) -> Next {
 
 fn msr(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, index: u32, write: bool) -> Next {
     let vcpu = ctx.index;
-    let ok = if write {
+    let result = if write {
         let value = s.rdx.value() << 32 | (s.rax.value() & 0xffff_ffff);
-        if is_apic_msr(index) {
-            m.irq.wrmsr(vcpu, index, value)
-        } else {
-            vmm_core::msr::write(index, value, s, &mut ctx.msrs)
+        match ctx.msrs.write(s, index, value) {
+            Err(MsrError::NotMine(_)) if is_apic_msr(index) => {
+                if m.irq.wrmsr(vcpu, index, value) {
+                    Ok(())
+                } else {
+                    Err(MsrError::Refused { msr: index, value })
+                }
+            }
+            other => other.map(|_effect| ()),
         }
     } else {
-        let value = if is_apic_msr(index) {
-            m.irq.rdmsr(vcpu, index)
-        } else {
-            vmm_core::msr::read(index, vcpu as usize, s, &ctx.msrs)
+        let value = match ctx.msrs.read(s, index) {
+            Err(MsrError::NotMine(_)) if is_apic_msr(index) => {
+                m.irq.rdmsr(vcpu, index).ok_or(MsrError::Refused {
+                    msr: index,
+                    value: 0,
+                })
+            }
+            other => other,
         };
-        if let Some(value) = value {
+        value.map(|value| {
             s.rax.charge(value & 0xffff_ffff);
             s.rdx.charge(value >> 32);
-        }
-        value.is_some()
+        })
     };
-    if ok {
-        s.skip_instruction();
-    } else {
-        let what = if write { "WRMSR" } else { "RDMSR" };
-        m.warn_once(
-            "msr",
-            index as u64,
-            &format!("vCPU {vcpu}: {what} {index:#x} is not modelled; #GP (logged once)"),
-        );
-        s.inject(EventInfo::exception(VECTOR_GP, true), 0);
+    match result {
+        Ok(()) => s.skip_instruction(),
+        Err(error) => {
+            if let MsrError::Unknown(msr) = error {
+                let what = if write { "WRMSR" } else { "RDMSR" };
+                m.warn_once(
+                    "msr",
+                    msr as u64,
+                    &format!("vCPU {vcpu}: {what} {msr:#x} is not modelled; the guest gets #GP (logged once)"),
+                );
+            }
+            s.inject(EventInfo::exception(VECTOR_GP, true), 0);
+        }
     }
     Next::Resume
 }
@@ -403,7 +417,7 @@ pub(crate) fn inject_pending(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {
 
 fn xsetbv(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {
     let value = s.rdx.value() << 32 | (s.rax.value() & 0xffff_ffff);
-    let leaf = m.cpuid(ctx.index, 0xd, 0);
+    let leaf = m.cpuid(ctx.index, 0xd, 0, s.cr4.value(), s.xcr0.value());
     let supported = (leaf[3] as u64) << 32 | leaf[0] as u64;
     let (x87, sse, avx) = (1, 2, 4);
     let valid = s.rcx.value() as u32 == 0
