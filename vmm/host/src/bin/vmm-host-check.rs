@@ -4,10 +4,11 @@
 //! Proof that a std VMM gets guest RAM (below and above 4 GiB), vCPU threads
 //! on their CPUs and working vCPUs from either host.
 //!
-//! `vmm-host-check [--memory MIB] [--max-exits N] GUEST[:VCPUS]...`
+//! `vmm-host-check [--memory MIB] [--high-memory MIB] [--max-exits N] GUEST[:VCPUS]...`
 //!
 //! Each guest (an ELF file, e.g. `/rom/smp`) gets a VM of its own with RAM at
-//! `[0, MIB)` and `[HIGH_RAM, HIGH_RAM + 2 MiB)` (4 GiB, `guest-tests/protocol`);
+//! `[0, --memory)` and `[HIGH_RAM, HIGH_RAM + --high-memory)` (4 GiB,
+//! `guest-tests/protocol`; default 16 and 2 MiB);
 //! after the `high-memory` guest the VMM reads its pattern back from its side.
 //! Exit status: 0 when every guest passed, 1 when some did not, 2 when the
 //! check could not start (usage, no host).
@@ -28,7 +29,9 @@ use vmm_host::{CpuidEntry, Host, HostError, RamRegion};
 
 #[derive(Debug, thiserror::Error)]
 enum CheckError {
-    #[error("usage: vmm-host-check [--memory MIB] [--max-exits N] GUEST[:VCPUS]...")]
+    #[error(
+        "usage: vmm-host-check [--memory MIB] [--high-memory MIB] [--max-exits N] GUEST[:VCPUS]..."
+    )]
     Usage,
     #[error("{0}")]
     Bad(String),
@@ -50,6 +53,7 @@ enum CheckError {
 
 struct Args {
     memory_mib: u64,
+    high_mib: u64,
     max_exits: u64,
     guests: Vec<(String, usize)>,
 }
@@ -57,6 +61,7 @@ struct Args {
 fn parse_args(argv: &[String]) -> Result<Args, CheckError> {
     let mut args = Args {
         memory_mib: 16,
+        high_mib: HIGH_RAM_SIZE >> 20,
         max_exits: 1_000_000,
         guests: Vec::new(),
     };
@@ -69,6 +74,7 @@ fn parse_args(argv: &[String]) -> Result<Args, CheckError> {
         };
         match arg.as_str() {
             "--memory" => args.memory_mib = number("--memory")?,
+            "--high-memory" => args.high_mib = number("--high-memory")?,
             "--max-exits" => args.max_exits = number("--max-exits")?,
             flag if flag.starts_with('-') => return Err(CheckError::Usage),
             guest => {
@@ -98,6 +104,13 @@ fn parse_args(argv: &[String]) -> Result<Args, CheckError> {
         return Err(CheckError::Bad(format!(
             "--memory must be an even number of MiB from 4 to 3072, got {}",
             args.memory_mib
+        )));
+    }
+    let high_min = HIGH_RAM_SIZE >> 20;
+    if args.high_mib < high_min || !args.high_mib.is_multiple_of(2) || args.high_mib > 1 << 20 {
+        return Err(CheckError::Bad(format!(
+            "--high-memory must be an even number of MiB from {high_min} to 1 TiB, got {}",
+            args.high_mib
         )));
     }
     Ok(args)
@@ -235,6 +248,8 @@ struct Report {
     outcome: Outcome,
     counters: ExitCounters,
     millis: u128,
+    /// Time to back guest RAM.
+    ram_millis: u128,
     /// Pages above 4 GiB holding the `high-memory` pattern, seen by the VMM.
     high_pages: u64,
 }
@@ -250,8 +265,10 @@ fn run_guest<H: Host>(
         path: path.into(),
         source,
     })?;
+    let backing = Instant::now();
     let low = host.add_ram(0, args.memory_mib << 20)?;
-    let high = host.add_ram(HIGH_RAM, HIGH_RAM_SIZE)?;
+    let high = host.add_ram(HIGH_RAM, args.high_mib << 20)?;
+    let ram_millis = backing.elapsed().as_millis();
     let host = Arc::new(host);
     // vCPU threads are 'static: the VM's pieces live for the program (a few
     // KiB per guest); none is used after the host below is dropped
@@ -331,6 +348,7 @@ fn run_guest<H: Host>(
         outcome,
         counters,
         millis,
+        ram_millis,
         high_pages,
     })
 }
@@ -346,7 +364,7 @@ fn run_all<H: Host>(
         first.name(),
         first.cpu_count(),
         args.memory_mib,
-        HIGH_RAM_SIZE >> 20
+        args.high_mib
     ));
     let mut host = Some(first);
     let mut failed = 0;
@@ -360,10 +378,11 @@ fn run_all<H: Host>(
             Ok(r) => {
                 let mut passed = r.outcome.passed();
                 say(&format!(
-                    "vmm-host-check: guest {name} ({vcpus} vCPUs): {} in {} ms, {} exits",
+                    "vmm-host-check: guest {name} ({vcpus} vCPUs): {} in {} ms, {} exits (RAM backed in {} ms)",
                     r.outcome,
                     r.millis,
-                    r.counters.total()
+                    r.counters.total(),
+                    r.ram_millis
                 ));
                 if name == "high-memory" {
                     let pages = HIGH_RAM_SIZE / 4096;
