@@ -30,3 +30,6 @@ mod vcpu;
 
 pub use end::End;
 pub use machine::{run, MachineError, Report};
+
+#[cfg(test)]
+mod tests;

@@ -102,14 +102,14 @@ pub struct Machine {
     pub entry: Entry,
     pub emulator: Emulator,
     pub life: Arc<Lifecycle>,
-    pub cpuid: GuestCpuid,
+    pub(crate) cpuid: GuestCpuid,
     pub msr_platform: MsrPlatform,
-    exits: AtomicU64,
-    max_exits: Option<u64>,
+    pub(crate) exits: AtomicU64,
+    pub(crate) max_exits: Option<u64>,
     /// vCPUs that wait with nothing but the VM's end or another vCPU to
     /// wake them (halted with interrupts off, or waiting for a SIPI).
-    idle_dead: AtomicU32,
-    warned: Mutex<HashSet<(&'static str, u64)>>,
+    pub(crate) idle_dead: AtomicU32,
+    pub(crate) warned: Mutex<HashSet<(&'static str, u64)>>,
 }
 
 /// What [`run`] reports.

@@ -1,0 +1,766 @@
+//! Host tests: the exit loop against a scripted backend and a scripted
+//! interrupt controller, the Linux boot structures, the device wiring.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::{Arc, Mutex};
+
+use halifax_emu::Emulator;
+use vcpu_api::{
+    Backend, BackendError, CompletedWrite, Controls, Direction, EventInfo, Exit, ExitReason,
+    IoAccess, MsrAccess, RawExit, Recall, Vcpu, VcpuState, WriteTarget,
+};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_bus::{Bus, BusDevice};
+use vmm_host::CpuidEntry;
+use vmm_platform::cpuid::{CpuidPolicy, GuestCpuid};
+use vmm_platform::layout::MemoryLayout;
+use vmm_platform::msr::{MsrModel, MsrPlatform};
+
+use crate::boot::{self, linux, Entry};
+use crate::end::End;
+use crate::irq::{InterruptController, Startup};
+use crate::machine::{Lifecycle, Machine};
+use crate::vcpu::{self, Ctx, Next};
+
+// ---------------------------------------------------------------- fakes
+
+/// An interrupt controller the test drives: pending vectors, NMI, startup
+/// signals; it records acks and APIC MSR/MMIO accesses.
+#[derive(Default)]
+struct ScriptedIrq {
+    pending: Mutex<VecDeque<u8>>,
+    nmi: Mutex<bool>,
+    startup: Mutex<VecDeque<Startup>>,
+    acked: Mutex<Vec<u8>>,
+    msrs: Mutex<Vec<(u32, u64)>>,
+    lapic: Mutex<Vec<(u64, Vec<u8>)>>,
+}
+
+impl InterruptController for ScriptedIrq {
+    fn next_interrupt(&self, _: u32) -> Option<u8> {
+        self.pending.lock().unwrap().front().copied()
+    }
+    fn ack(&self, _: u32, vector: u8) {
+        self.pending.lock().unwrap().pop_front();
+        self.acked.lock().unwrap().push(vector);
+    }
+    fn take_nmi(&self, _: u32) -> bool {
+        std::mem::take(&mut *self.nmi.lock().unwrap())
+    }
+    fn take_startup(&self, _: u32) -> Option<Startup> {
+        self.startup.lock().unwrap().pop_front()
+    }
+    fn rdmsr(&self, _: u32, msr: u32) -> Option<u64> {
+        (msr == 0x802).then_some(0x1234_5678_9abc)
+    }
+    fn wrmsr(&self, _: u32, msr: u32, value: u64) -> bool {
+        self.msrs.lock().unwrap().push((msr, value));
+        msr == 0x80b
+    }
+    fn lapic_read(&self, _: u32, offset: u64, data: &mut [u8]) {
+        data.fill(offset as u8);
+    }
+    fn lapic_write(&self, _: u32, offset: u64, data: &[u8]) {
+        self.lapic.lock().unwrap().push((offset, data.to_vec()));
+    }
+}
+
+/// A port/MMIO device that answers with its offset and records writes.
+#[derive(Default)]
+struct Recorder(Vec<(u64, Vec<u8>)>);
+
+impl BusDevice for Recorder {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        data.fill(0x40 + offset as u8);
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.0.push((offset, data.to_vec()));
+    }
+}
+
+fn entry(leaf: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> CpuidEntry {
+    CpuidEntry {
+        function: leaf,
+        index: 0,
+        eax,
+        ebx,
+        ecx,
+        edx,
+    }
+}
+
+/// A small AMD host table ("AuthenticAMD", long mode, NX, SYSCALL).
+fn host_cpuid() -> Vec<CpuidEntry> {
+    vec![
+        entry(0, 0xd, 0x6874_7541, 0x444d_4163, 0x6974_6e65),
+        entry(1, 0x00a0_0f11, 0x0000_0800, 0x0200_0001, 0x178b_fbff),
+        entry(0xd, 0x7, 0x340, 0x340, 0),
+        entry(
+            0x8000_0000,
+            0x8000_0008,
+            0x6874_7541,
+            0x444d_4163,
+            0x6974_6e65,
+        ),
+        entry(0x8000_0001, 0, 0, 0x1, 0x2c10_0800),
+        entry(0x8000_0008, 0x3030, 0, 0x1, 0),
+    ]
+}
+
+struct Fixture {
+    machine: Machine,
+    irq: Arc<ScriptedIrq>,
+    device: Arc<Mutex<Recorder>>,
+}
+
+const RAM: usize = 0x100_0000;
+const DEVICE_PORT: u64 = 0x510;
+const DEVICE_MMIO: u64 = 0xd000_0000;
+
+fn fixture(cpus: u32, entry: Entry, max_exits: Option<u64>) -> Fixture {
+    let ram = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM)]).unwrap());
+    let irq = Arc::new(ScriptedIrq::default());
+    let device = Arc::new(Mutex::new(Recorder::default()));
+    let (mut pio, mut mmio) = (Bus::new(), Bus::new());
+    pio.insert(DEVICE_PORT, 4, device.clone()).unwrap();
+    mmio.insert(DEVICE_MMIO, 0x1000, device.clone()).unwrap();
+    let cpuid = GuestCpuid::new(&host_cpuid(), &CpuidPolicy::new(cpus)).unwrap();
+    let layout = MemoryLayout::new(RAM as u64).unwrap();
+    let msr_platform = MsrPlatform::new(&cpuid, &layout, None, 0);
+    let machine = Machine {
+        ram,
+        pio,
+        mmio,
+        irq: irq.clone(),
+        entry,
+        emulator: Emulator::default(),
+        life: Lifecycle::new(cpus),
+        cpuid,
+        msr_platform,
+        exits: AtomicU64::new(0),
+        max_exits,
+        idle_dead: AtomicU32::new(0),
+        warned: Mutex::new(HashSet::new()),
+    };
+    Fixture {
+        machine,
+        irq,
+        device,
+    }
+}
+
+const MULTIBOOT: Entry = Entry::Multiboot { entry: 0x10_0000 };
+
+fn ctx(f: &Fixture, index: u32) -> Ctx {
+    Ctx::new(index, true, MsrModel::new(f.machine.msr_platform))
+}
+
+/// A state stopped at `reason` in 64-bit mode with interrupts on.
+fn stopped_at(reason: ExitReason, ip_len: u64) -> VcpuState {
+    let mut s = VcpuState::default();
+    boot::linux::entry_state(
+        &mut s,
+        &linux::LinuxImage {
+            entry: 0x1000,
+            kernel_end: 0,
+            initrd: None,
+        },
+    );
+    s.flags.charge(0x202);
+    s.discharge();
+    s.ip_len.load(ip_len);
+    s.exit = Exit {
+        reason,
+        raw: RawExit::Synthetic,
+    };
+    s
+}
+
+fn io(port: u16, size: u8, direction: Direction) -> ExitReason {
+    ExitReason::Io(IoAccess {
+        port,
+        size,
+        direction,
+        string: false,
+        rep: false,
+    })
+}
+
+// ---------------------------------------------------------------- exits
+
+#[test]
+fn port_input_merges_into_rax_and_unclaimed_ports_read_all_ones() {
+    let f = fixture(1, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    let mut s = stopped_at(io(DEVICE_PORT as u16 + 1, 1, Direction::In), 1);
+    s.rax.load(0xdead_beef_0000_0000);
+    assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Resume);
+    assert_eq!(s.rax.value(), 0xdead_beef_0000_0041);
+    assert_eq!(s.ip.value(), 0x1001);
+
+    let mut s = stopped_at(io(0x80, 4, Direction::In), 2);
+    s.rax.load(0xffff_0000_0000_0000);
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(s.rax.value(), 0xffff_ffff, "a 32-bit IN zero-extends");
+
+    let mut s = stopped_at(io(DEVICE_PORT as u16, 2, Direction::Out), 2);
+    s.rax.load(0x1234_abcd);
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(f.device.lock().unwrap().0, [(0, vec![0xcd, 0xab])]);
+}
+
+#[test]
+fn completed_writes_reach_the_lapic_page_and_the_mmio_bus() {
+    let f = fixture(1, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    for (gpa, size) in [(0xfee0_00b0, 4), (DEVICE_MMIO + 8, 8), (0xe000_0000, 4)] {
+        let mut s = stopped_at(
+            ExitReason::Completed(CompletedWrite {
+                target: WriteTarget::Memory { gpa },
+                size,
+                data: 0x0102_0304_0506_0708,
+            }),
+            0,
+        );
+        assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Resume);
+        assert!(!s.ip.charged(), "the host already completed the store");
+    }
+    assert_eq!(
+        *f.irq.lapic.lock().unwrap(),
+        [(0xb0, vec![8, 7, 6, 5])],
+        "EOI register of the xAPIC page"
+    );
+    assert_eq!(
+        f.device.lock().unwrap().0,
+        [(8, vec![8, 7, 6, 5, 4, 3, 2, 1])]
+    );
+    let mut data = [0u8; 4];
+    f.machine.mmio_read(0, 0xe000_0010, &mut data);
+    assert_eq!(data, [0xff; 4], "MMIO to nowhere reads ones");
+    assert!(f
+        .machine
+        .warned
+        .lock()
+        .unwrap()
+        .contains(&("mmio", 0xe000_0000)));
+    assert!(!f.machine.stopped(), "MMIO to nowhere does not end the VM");
+}
+
+#[test]
+fn mmio_loads_are_emulated_against_the_device() {
+    let f = fixture(1, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    // mov eax, [rbx] at 0x1000; the identity map of the boot page tables.
+    linux_boot_structures(&f.machine.ram);
+    f.machine
+        .ram
+        .write_slice(&[0x8b, 0x03], GuestAddress(0x1000))
+        .unwrap();
+    let mut s = stopped_at(
+        ExitReason::NestedPageFault(vcpu_api::PageFault {
+            gpa: DEVICE_MMIO + 4,
+            access: vcpu_api::Access::Read,
+            present: false,
+        }),
+        0,
+    );
+    s.rbx.load(DEVICE_MMIO + 4);
+    assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Resume);
+    assert_eq!(s.rax.value(), 0x4444_4444);
+    assert_eq!(s.ip.value(), 0x1002);
+}
+
+/// Page tables and GDT as the Linux loader writes them.
+fn linux_boot_structures(ram: &GuestMemoryMmap) {
+    let kernel = fake_bzimage(0x20f, 1);
+    let dir = temp_dir("boot-structures");
+    let path = dir.join("bzImage");
+    std::fs::write(&path, kernel).unwrap();
+    let layout = MemoryLayout::new(RAM as u64).unwrap();
+    linux::load(ram, &layout, &path, None, "", None).unwrap();
+}
+
+#[test]
+fn an_interrupt_is_injected_when_the_guest_can_take_it_else_a_window_is_requested() {
+    let f = fixture(1, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    f.irq.pending.lock().unwrap().extend([0x30, 0x31]);
+
+    let mut s = stopped_at(ExitReason::Recall, 0);
+    s.flags.load(0x2); // IF = 0
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert!(!s.inj_info.charged());
+    assert_eq!(s.ctrl.value(), Controls(Controls::INTERRUPT_WINDOW));
+
+    let mut s = stopped_at(ExitReason::InterruptWindow, 0);
+    s.ctrl.load(Controls(Controls::INTERRUPT_WINDOW));
+    s.intr_state.load(vcpu_api::interruptibility::STI);
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert!(!s.inj_info.charged(), "not in an STI shadow");
+
+    let mut s = stopped_at(ExitReason::InterruptWindow, 0);
+    s.ctrl.load(Controls(Controls::INTERRUPT_WINDOW));
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(s.inj_info.value(), EventInfo::external_interrupt(0x30));
+    assert_eq!(*f.irq.acked.lock().unwrap(), [0x30]);
+    assert_eq!(s.ctrl.value(), Controls(0), "the window is closed again");
+
+    // An event the exit interrupted goes in again; the next one waits.
+    let mut s = stopped_at(ExitReason::Recall, 0);
+    s.inj_info.load(EventInfo::external_interrupt(0x30));
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(s.inj_info.value(), EventInfo::external_interrupt(0x30));
+    assert!(s.inj_info.charged());
+    assert_eq!(*f.irq.acked.lock().unwrap(), [0x30]);
+    assert_eq!(s.ctrl.value(), Controls(Controls::INTERRUPT_WINDOW));
+}
+
+#[test]
+fn hlt_waits_for_news_and_an_interrupt_ends_it() {
+    let f = fixture(2, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    let mut s = stopped_at(ExitReason::Hlt, 1);
+    assert_eq!(
+        vcpu::handle(&f.machine, &mut c, &mut s, true),
+        Next::Halt { dead: false }
+    );
+    assert!(!s.ip.charged());
+    f.irq.pending.lock().unwrap().push_back(0xec);
+    assert_eq!(
+        vcpu::handle(&f.machine, &mut c, &mut s, false),
+        Next::Resume
+    );
+    assert_eq!(s.ip.value(), 0x1001, "continues after the HLT");
+    assert_eq!(s.inj_info.value(), EventInfo::external_interrupt(0xec));
+
+    let mut s = stopped_at(ExitReason::Hlt, 1);
+    s.flags.load(0x2);
+    f.irq.pending.lock().unwrap().push_back(0xec);
+    assert_eq!(
+        vcpu::handle(&f.machine, &mut c, &mut s, true),
+        Next::Halt { dead: true },
+        "interrupts off: only an NMI or INIT wakes it"
+    );
+    *f.irq.nmi.lock().unwrap() = true;
+    assert_eq!(
+        vcpu::handle(&f.machine, &mut c, &mut s, false),
+        Next::Resume
+    );
+    assert_eq!(s.inj_info.value(), EventInfo::nmi());
+}
+
+#[test]
+fn init_parks_a_vcpu_and_a_sipi_starts_it_in_real_mode() {
+    let f = fixture(2, Entry::Linux(linux_image()), None);
+    assert!(!f.machine.entry.starts_at_once(1));
+    let mut c = ctx(&f, 1);
+    f.irq.startup.lock().unwrap().push_back(Startup::Init);
+    let mut s = stopped_at(ExitReason::Recall, 0);
+    assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Park);
+
+    let mut s = VcpuState::default();
+    boot::sipi_state(&mut s, 0x9a);
+    assert_eq!(s.cs.value().base, 0x9a000);
+    assert_eq!(s.cs.value().selector, 0x9a00);
+    assert_eq!((s.ip.value(), s.cr0.value(), s.efer.value()), (0, 0x10, 0));
+}
+
+fn linux_image() -> linux::LinuxImage {
+    linux::LinuxImage {
+        entry: 0x10_0200,
+        kernel_end: 0x20_0000,
+        initrd: None,
+    }
+}
+
+#[test]
+fn apic_msrs_go_to_the_controller_and_unknown_ones_raise_gp_once_logged() {
+    let f = fixture(1, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    let rdmsr = |index| {
+        ExitReason::Msr(MsrAccess {
+            index,
+            write: false,
+        })
+    };
+    let mut s = stopped_at(rdmsr(0x802), 2);
+    s.rcx.load(0x802);
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!((s.rax.value(), s.rdx.value()), (0x5678_9abc, 0x1234));
+    assert_eq!(s.ip.value(), 0x1002);
+
+    let mut s = stopped_at(
+        ExitReason::Msr(MsrAccess {
+            index: 0x80b,
+            write: true,
+        }),
+        2,
+    );
+    s.rax.load(0);
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(*f.irq.msrs.lock().unwrap(), [(0x80b, 0)]);
+    assert_eq!(s.ip.value(), 0x1002);
+
+    for _ in 0..2 {
+        let mut s = stopped_at(rdmsr(0x1234_5678), 2);
+        vcpu::handle(&f.machine, &mut c, &mut s, true);
+        assert_eq!(s.inj_info.value(), EventInfo::exception(13, true));
+        assert!(!s.ip.charged());
+    }
+    let warned = f.machine.warned.lock().unwrap();
+    assert_eq!(warned.iter().filter(|(k, _)| *k == "msr").count(), 1);
+}
+
+#[test]
+fn cpuid_exits_answer_from_the_platform_table() {
+    let f = fixture(2, MULTIBOOT, None);
+    let mut c = ctx(&f, 1);
+    let mut s = stopped_at(ExitReason::Cpuid, 2);
+    s.rax.load(1);
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(s.rbx.value() >> 24, 1, "APIC ID of vCPU 1");
+    assert_ne!(s.rcx.value() & (1 << 31), 0, "hypervisor bit");
+    assert_eq!(s.ip.value(), 0x1002);
+}
+
+#[test]
+fn triple_faults_floods_and_unknown_exits_end_the_vm_with_a_reason() {
+    let f = fixture(1, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    let mut s = stopped_at(ExitReason::Shutdown, 0);
+    assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Stop);
+    assert_eq!(
+        f.machine.life.end(),
+        Some(End::TripleFault {
+            vcpu: 0,
+            rip: 0x1000
+        })
+    );
+
+    let f = fixture(1, MULTIBOOT, Some(3));
+    let mut c = ctx(&f, 0);
+    for _ in 0..3 {
+        let mut s = stopped_at(ExitReason::Recall, 0);
+        assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Resume);
+    }
+    let mut s = stopped_at(ExitReason::Recall, 0);
+    assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Stop);
+    assert_eq!(
+        f.machine.life.end(),
+        Some(End::ExitFlood { exits: 4, limit: 3 })
+    );
+    assert_eq!(c.counters.get("recall"), 4);
+
+    let f = fixture(1, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    let mut s = stopped_at(ExitReason::TaskSwitch, 0);
+    assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Stop);
+    assert!(f
+        .machine
+        .life
+        .end()
+        .unwrap()
+        .to_string()
+        .contains("TaskSwitch"));
+}
+
+// ---------------------------------------------------------------- the loop
+
+type Step = Box<dyn FnMut(&mut VcpuState) + Send>;
+
+/// A backend that plays a script of exits and records each resumed state.
+struct Scripted {
+    script: VecDeque<Step>,
+    resumed: Arc<Mutex<Vec<VcpuState>>>,
+}
+
+#[derive(Clone)]
+struct NoRecall;
+
+impl Recall for NoRecall {
+    fn recall(&self) {}
+}
+
+impl Backend for Scripted {
+    type Recaller = NoRecall;
+
+    fn run(&mut self, s: &mut VcpuState) -> Result<(), BackendError> {
+        self.resumed.lock().unwrap().push(s.clone());
+        let mut step = self.script.pop_front().ok_or(BackendError::Dead)?;
+        s.ip_len.load(0);
+        s.inj_info.load(EventInfo::NONE);
+        step(s);
+        Ok(())
+    }
+    fn recaller(&self) -> NoRecall {
+        NoRecall
+    }
+    fn on_handler_thread(&self) -> bool {
+        true
+    }
+}
+
+fn exit_at(reason: ExitReason, ip_len: u64) -> Step {
+    Box::new(move |s: &mut VcpuState| {
+        s.exit = Exit {
+            reason,
+            raw: RawExit::Synthetic,
+        };
+        s.ip_len.load(ip_len);
+    })
+}
+
+#[test]
+fn the_loop_starts_the_bsp_at_the_kernel_and_ends_on_a_power_event() {
+    let f = fixture(1, Entry::Linux(linux_image()), None);
+    let life = f.machine.life.clone();
+    let mut power_off: Step = Box::new(move |s: &mut VcpuState| {
+        s.exit = Exit {
+            reason: ExitReason::Recall,
+            raw: RawExit::Synthetic,
+        };
+        life.stop(End::PowerOff); // as the ACPI PM block does on S5
+    });
+    let resumed = Arc::new(Mutex::new(Vec::new()));
+    let backend = Scripted {
+        script: VecDeque::from([
+            exit_at(io(DEVICE_PORT as u16, 1, Direction::Out), 1),
+            Box::new(move |s: &mut VcpuState| power_off(s)) as Step,
+        ]),
+        resumed: resumed.clone(),
+    };
+    let counters = vcpu::run(&f.machine, 0, &mut Vcpu::new(backend));
+    assert_eq!(f.machine.life.end(), Some(End::PowerOff));
+    assert_eq!(counters.get("startup"), 1);
+    assert_eq!(counters.get("io"), 1);
+    let resumed = resumed.lock().unwrap();
+    let first = &resumed[0];
+    assert_eq!(first.ip.value(), 0x10_0200);
+    assert_eq!(first.rsi.value(), linux::BOOT_PARAMS);
+    assert_eq!(first.cr3.value(), linux::PML4);
+    assert_eq!(first.efer.value() & 0x500, 0x500, "long mode");
+    assert_eq!(first.cs.value().selector, linux::CODE_SELECTOR);
+    assert_ne!(first.tsc.value(), 0, "the TSC starts at the host's");
+    assert_eq!(resumed.len(), 2);
+}
+
+#[test]
+fn an_ap_waits_for_its_sipi_and_every_vcpu_idle_ends_the_vm() {
+    let f = Arc::new(fixture(2, Entry::Linux(linux_image()), None));
+    f.irq.startup.lock().unwrap().push_back(Startup::Sipi(0x9a));
+    let resumed = Arc::new(Mutex::new(Vec::new()));
+    let backend = Scripted {
+        script: VecDeque::from([exit_at(ExitReason::Hlt, 1)]),
+        resumed: resumed.clone(),
+    };
+    let g = f.clone();
+    let ap = std::thread::spawn(move || vcpu::run(&g.machine, 1, &mut Vcpu::new(backend)));
+    // vCPU 0 halts with interrupts off; the AP halts too: nothing is left.
+    let bsp = Scripted {
+        script: VecDeque::from([Box::new(|s: &mut VcpuState| {
+            s.exit = Exit {
+                reason: ExitReason::Hlt,
+                raw: RawExit::Synthetic,
+            };
+            s.ip_len.load(1);
+            s.flags.load(0x2);
+        }) as Step]),
+        resumed: Arc::new(Mutex::new(Vec::new())),
+    };
+    vcpu::run(&f.machine, 0, &mut Vcpu::new(bsp));
+    ap.join().unwrap();
+    let first = &resumed.lock().unwrap()[0];
+    assert_eq!(first.cs.value().base, 0x9a000, "started at the SIPI vector");
+    assert_eq!(f.machine.life.end(), Some(End::AllHalted));
+}
+
+// ---------------------------------------------------------------- boot
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vmm-pc-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A bzImage shape: 4 setup sectors plus the boot sector, the setup header
+/// at 0x1f1, then `payload` bytes of "kernel".
+fn fake_bzimage(version: u16, xloadflags: u16) -> Vec<u8> {
+    let mut image = vec![0u8; 5 * 512 + 0x3000];
+    image[0x1f1] = 4; // setup_sects
+    image[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    image[0x206..0x208].copy_from_slice(&version.to_le_bytes());
+    image[0x211] = 1; // loadflags: LOADED_HIGH
+    image[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes()); // code32_start
+    image[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+    image[0x236..0x238].copy_from_slice(&xloadflags.to_le_bytes());
+    image[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes()); // cmdline_size
+    image[0x260..0x264].copy_from_slice(&0x40_0000u32.to_le_bytes()); // init_size
+    for (i, b) in image[5 * 512..].iter_mut().enumerate() {
+        *b = i as u8 ^ 0x5a;
+    }
+    image
+}
+
+#[test]
+fn linux_boot_writes_kernel_initrd_cmdline_zero_page_and_identity_map() {
+    let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
+    let layout = MemoryLayout::new(RAM as u64).unwrap();
+    let dir = temp_dir("linux-boot");
+    let (kernel, initrd) = (dir.join("bzImage"), dir.join("initrd"));
+    let image = fake_bzimage(0x20f, 1);
+    std::fs::write(&kernel, &image).unwrap();
+    std::fs::write(&initrd, vec![0xcc; 5000]).unwrap();
+    let loaded = linux::load(
+        &ram,
+        &layout,
+        &kernel,
+        Some(&initrd),
+        "console=ttyS0 quiet",
+        Some(0xe0000),
+    )
+    .unwrap();
+    assert_eq!(loaded.entry, 0x10_0200);
+    assert_eq!(loaded.kernel_end, 0x50_0000, "code32_start + init_size");
+    let (start, size) = loaded.initrd.unwrap();
+    assert_eq!(
+        (start % 0x1000, size, start + size <= RAM as u64),
+        (0, 5000, true)
+    );
+    assert!(start >= loaded.kernel_end);
+
+    let mut kernel_bytes = vec![0u8; 0x3000];
+    ram.read_slice(&mut kernel_bytes, GuestAddress(0x10_0000))
+        .unwrap();
+    assert_eq!(kernel_bytes, image[5 * 512..]);
+    let mut cmdline = [0u8; 20];
+    ram.read_slice(&mut cmdline, GuestAddress(linux::CMDLINE))
+        .unwrap();
+    assert_eq!(&cmdline, b"console=ttyS0 quiet\0");
+
+    let params: linux_loader::loader::bootparam::boot_params =
+        ram.read_obj(GuestAddress(linux::BOOT_PARAMS)).unwrap();
+    let hdr = params.hdr;
+    let (cmd_line_ptr, ramdisk_image, ramdisk_size, loader) = (
+        hdr.cmd_line_ptr,
+        hdr.ramdisk_image,
+        hdr.ramdisk_size,
+        hdr.type_of_loader,
+    );
+    assert_eq!(cmd_line_ptr as u64, linux::CMDLINE);
+    assert_eq!((ramdisk_image as u64, ramdisk_size), (start, 5000));
+    assert_eq!(loader, 0xff);
+    let rsdp = params.acpi_rsdp_addr;
+    assert_eq!(rsdp, 0xe0000);
+    let e820 = layout.e820();
+    assert_eq!(params.e820_entries as usize, e820.len());
+    let table = params.e820_table;
+    for (ours, theirs) in e820.iter().zip(table.iter()) {
+        let (addr, size, kind) = (theirs.addr, theirs.size, theirs.r#type);
+        assert_eq!((addr, size, kind), (ours.addr, ours.size, ours.kind as u32));
+    }
+
+    // 4 GiB identity map with 2 MiB pages: PML4[0] -> PDPT[0..4] -> PDs.
+    let read = |gpa: u64| ram.read_obj::<u64>(GuestAddress(gpa)).unwrap();
+    let pdpt = read(linux::PML4) & !0xfff;
+    assert_eq!(read(linux::PML4) & 3, 3);
+    assert_eq!(read(linux::PML4 + 8), 0);
+    for gib in 0..4u64 {
+        let pd = read(pdpt + gib * 8) & !0xfff;
+        for i in [0u64, 1, 511] {
+            assert_eq!(read(pd + i * 8), (gib << 30 | i << 21) | 0x83);
+        }
+    }
+    assert_eq!(read(pdpt + 4 * 8), 0);
+    assert_eq!(
+        read(linux::GDT + 0x10),
+        0x00af_9b00_0000_ffff,
+        "64-bit code"
+    );
+}
+
+#[test]
+fn bad_kernels_and_small_memories_are_refused_with_reasons() {
+    let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), RAM)]).unwrap();
+    let layout = MemoryLayout::new(RAM as u64).unwrap();
+    let dir = temp_dir("bad-kernels");
+    let path = dir.join("k");
+    let load = |image: &[u8], cmdline: &str| {
+        std::fs::write(&path, image).unwrap();
+        linux::load(&ram, &layout, &path, None, cmdline, None)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = load(&fake_bzimage(0x20f, 1)[..0x100], "");
+    assert!(
+        e.contains("not a bootable kernel") && e.contains("bzImage"),
+        "{e}"
+    );
+    let e = load(&fake_bzimage(0x20a, 1), "");
+    assert!(e.contains("64-bit"), "{e}");
+    let e = load(&fake_bzimage(0x20f, 0), "");
+    assert!(e.contains("64-bit"), "{e}");
+    let e = load(&fake_bzimage(0x20f, 1), &"x".repeat(3000));
+    assert!(e.contains("command line is 3000 bytes"), "{e}");
+    let mut huge = fake_bzimage(0x20f, 1);
+    huge[0x260..0x264].copy_from_slice(&0x200_0000u32.to_le_bytes());
+    let e = load(&huge, "");
+    assert!(e.contains("too small") && e.contains("more memory"), "{e}");
+    let missing = linux::load(&ram, &layout, &dir.join("none"), None, "", None).unwrap_err();
+    assert!(missing.to_string().contains("cannot read"), "{missing}");
+}
+
+// ---------------------------------------------------------------- wiring
+
+#[test]
+fn devices_of_a_configuration_are_wired_to_their_ports_and_pages() {
+    let dir = temp_dir("wiring");
+    std::fs::write(dir.join("vmlinuz"), b"k").unwrap();
+    std::fs::write(dir.join("disk.img"), vec![7u8; 4096]).unwrap();
+    let file = dir.join("vm.toml");
+    let text = "memory = \"64M\"\ncpus = 2\n[boot]\nkernel = \"vmlinuz\"\n\
+                [[disk]]\npath = \"disk.img\"\nmode = \"copy-on-write\"\n\
+                [[console]]\ndevice = \"com1\"\noutput = \"none\"\n";
+    let config = vmm_platform::config::VmConfig::parse(text, &file).unwrap();
+    let layout = config.layout();
+    let ram = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap());
+    let life = Lifecycle::new(2);
+    let devices = crate::devices::build(&config, &layout, &ram, &life, 1_000_000_000).unwrap();
+    for port in [
+        0x20, 0xa0, 0x40, 0x61, 0x70, 0x3f8, 0x600, 0xcf9, 0x60, 0x64, 0xf4, 0xcfc,
+    ] {
+        assert!(devices.pio.find(port).is_some(), "port {port:#x}");
+    }
+    for gpa in [
+        0xfec0_0000,
+        0xf000_0000,
+        0xc000_0000,
+        layout.pci_mmio64().start,
+    ] {
+        assert!(devices.mmio.find(gpa).is_some(), "MMIO {gpa:#x}");
+    }
+    // The disk is PCI device 1: virtio vendor 0x1af4, block device 0x1042.
+    let config_space = |device: u32, offset: u32| {
+        let address = 0x8000_0000 | device << 11 | offset;
+        devices.pio.write(0xcf8, &address.to_le_bytes());
+        let mut data = [0u8; 4];
+        devices.pio.read(0xcfc, &mut data);
+        u32::from_le_bytes(data)
+    };
+    assert_eq!(config_space(1, 0), 0x1042_1af4);
+    assert_eq!(config_space(2, 0), 0xffff_ffff, "no second device");
+    let mut data = [0u8; 4];
+    devices.mmio.read(0xf000_8000, &mut data); // ECAM 00:01.0
+    assert_eq!(u32::from_le_bytes(data), 0x1042_1af4);
+    // ACPI tables with the RSDP where the kernel is told to look.
+    let rsdp = devices.rsdp.unwrap();
+    let mut signature = [0u8; 8];
+    ram.read_slice(&mut signature, GuestAddress(rsdp)).unwrap();
+    assert_eq!(&signature, b"RSD PTR ");
+    // An S5 write ends the VM with a power-off.
+    devices
+        .pio
+        .write(0x604, &((5u16 << 10) | (1 << 13)).to_le_bytes());
+    assert_eq!(life.end(), Some(End::PowerOff));
+}
