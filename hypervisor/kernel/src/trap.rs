@@ -195,6 +195,8 @@ extern "C" fn syscall_handler(frame: &mut Frame) -> ! {
             let mut guard = KERNEL.lock();
             let k = guard.as_mut().expect("kernel state");
             crate::vcpu::finish(k, cpu, caller, entry, exit);
+            // the guest ran on the caller's time
+            crate::sched::account(k, cpu);
             crate::sched::dispatch(k, cpu)
         }
         (None, None) => Next::Idle,

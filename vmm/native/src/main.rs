@@ -216,7 +216,6 @@ fn run_guest(
             .map_err(|e| format!("cannot create vCPU {index} ({})", e.name()))?;
         sys::spawn(
             vcpu_cpu,
-            10,
             Box::new(move || {
                 let mut backend = handle.backend();
                 backend.adopt();

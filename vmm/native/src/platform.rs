@@ -63,12 +63,12 @@ pub struct Host {
 static TIMERS: spin::Mutex<Vec<(u64, Job)>> = spin::Mutex::new(Vec::new());
 
 impl Host {
-    /// Starts the timer thread on `cpu` (above the vCPU threads' priority).
+    /// Starts the timer thread on `cpu` (at the priority of the vCPU handler threads,
+    /// whose locks it shares: see [`sys::PRIORITY`]).
     pub fn new(cpu: u32, tsc_per_us: u64) -> Result<Self, hyper_abi::Status> {
         let tsc_per_ms = tsc_per_us.max(1) * 1000;
         sys::spawn(
             cpu,
-            50,
             Box::new(|| loop {
                 let now = native::rdtsc();
                 let due: Vec<Job> = {

@@ -137,7 +137,6 @@ pub fn fuzz(rounds: u32) -> Result<([u32; 4], bool), &'static str> {
     VCPU.store(vcpu.sel, Ordering::Release);
     sys::spawn(
         native::StartInfo::get().cpu,
-        60,
         alloc::boxed::Box::new(|| {
             while !DONE.load(Ordering::Acquire) {
                 let _ = sys::recall(VCPU.load(Ordering::Acquire));

@@ -27,6 +27,13 @@ const UTCB_REGION: u64 = 0x0000_4900_0000_0000;
 const STACK_PAGES_ORDER: u8 = 4;
 const MAX_THREADS: usize = 16;
 
+/// The priority of every thread this program starts: the component's own (the boot
+/// configuration's default). All threads of the VMM share locks that spin (the heap,
+/// the timer queue, vmm-core's devices); with strict priorities, a thread spinning on
+/// a lock that a lower-priority thread of the same CPU holds would never let that
+/// thread run again. At equal priority, round robin bounds such a spin to a quantum.
+pub const PRIORITY: u8 = 10;
+
 static NEXT_SEL: AtomicU64 = AtomicU64::new(native::FREE_SEL_HIGH);
 static NEXT_STATE: AtomicU64 = AtomicU64::new(0);
 
@@ -222,8 +229,8 @@ extern "C" fn thread_start() -> ! {
     }
 }
 
-/// Starts a thread on `cpu` with `priority` that runs `job` and then ends.
-pub fn spawn(cpu: u32, priority: u8, job: Job) -> Result<(), Status> {
+/// Starts a thread on `cpu` with [`PRIORITY`] that runs `job` and then ends.
+pub fn spawn(cpu: u32, job: Job) -> Result<(), Status> {
     let slot = NEXT_THREAD.fetch_add(1, Ordering::Relaxed) as usize;
     if slot >= MAX_THREADS {
         return Err(Status::OutOfMemory);
@@ -245,7 +252,7 @@ pub fn spawn(cpu: u32, priority: u8, job: Job) -> Result<(), Status> {
             ip: thread_start as *const () as u64,
         },
     )?;
-    syscall::create_sc(sc, ec, priority, 1000)
+    syscall::create_sc(sc, ec, PRIORITY, 1000)
 }
 
 /// A semaphore nobody ups: downs with a timeout are sleeps.
