@@ -295,73 +295,98 @@ impl TernVcpu {
         Ok(mask)
     }
 
-    /// Loads the state page (as the kernel wrote it at the exit) into `s`.
+    /// Loads the groups the kernel wrote at the exit (`valid`) from the state page
+    /// into `s`; the other fields of `s` are still current.
     fn read_exit(&mut self, s: &mut VcpuState) {
         let p = self.page_ref();
-        let g = p.gpr;
-        for (i, v) in g.iter().enumerate() {
-            let reg = match i {
-                0 => &mut s.rax,
-                1 => &mut s.rcx,
-                2 => &mut s.rdx,
-                3 => &mut s.rbx,
-                4 => &mut s.rsp,
-                5 => &mut s.rbp,
-                6 => &mut s.rsi,
-                7 => &mut s.rdi,
-                8 => &mut s.r8,
-                9 => &mut s.r9,
-                10 => &mut s.r10,
-                11 => &mut s.r11,
-                12 => &mut s.r12,
-                13 => &mut s.r13,
-                14 => &mut s.r14,
-                _ => &mut s.r15,
-            };
-            reg.load(*v);
+        let valid = p.valid;
+        if valid & field::GPR != 0 {
+            let g = p.gpr;
+            for (reg, v) in [
+                &mut s.rax, &mut s.rcx, &mut s.rdx, &mut s.rbx, &mut s.rsp, &mut s.rbp, &mut s.rsi,
+                &mut s.rdi, &mut s.r8, &mut s.r9, &mut s.r10, &mut s.r11, &mut s.r12, &mut s.r13,
+                &mut s.r14, &mut s.r15,
+            ]
+            .into_iter()
+            .zip(g)
+            {
+                reg.load(v);
+            }
         }
-        s.ip.load(p.rip);
-        s.flags.load(p.rflags);
-        s.es.load(seg_in(&p.es));
-        s.cs.load(seg_in(&p.cs));
-        s.ss.load(seg_in(&p.ss));
-        s.ds.load(seg_in(&p.ds));
-        s.fs.load(seg_in(&p.fs));
-        s.gs.load(seg_in(&p.gs));
-        s.tr.load(seg_in(&p.tr));
-        s.ldtr.load(seg_in(&p.ldtr));
-        s.gdtr.load(table_in(&p.gdtr));
-        s.idtr.load(table_in(&p.idtr));
-        s.cr0.load(p.cr0);
-        s.cr2.load(p.cr2);
-        s.cr3.load(p.cr3);
-        s.cr4.load(p.cr4);
-        s.dr7.load(p.dr7);
-        s.efer.load(p.efer);
-        s.sysenter_cs.load(p.sysenter_cs);
-        s.sysenter_sp.load(p.sysenter_esp);
-        s.sysenter_ip.load(p.sysenter_eip);
-        s.star.load(p.star);
-        s.lstar.load(p.lstar);
-        s.cstar.load(p.cstar);
-        s.fmask.load(p.fmask);
-        s.kernel_gs_base.load(p.kernel_gs_base);
-        s.xcr0.load(p.xcr0);
-        s.tsc_aux.load(p.tsc_aux);
-        s.tsc_offset.load(p.tsc_offset);
-        s.tsc.load(rdtsc().wrapping_add(p.tsc_offset));
-        s.inj_info.load(EventInfo(p.inject));
-        s.inj_error.load(p.inject_error);
-        s.intr_state.load(p.interruptibility);
-        s.actv_state.load(p.activity);
-        let mut ctrl = 0;
-        if p.controls & abi::control::INTR_WINDOW != 0 {
-            ctrl |= Controls::INTERRUPT_WINDOW;
+        if valid & field::RIP != 0 {
+            s.ip.load(p.rip);
+            s.flags.load(p.rflags);
         }
-        if p.controls & abi::control::NMI_WINDOW != 0 {
-            ctrl |= Controls::NMI_WINDOW;
+        if valid & field::SEG != 0 {
+            s.es.load(seg_in(&p.es));
+            s.cs.load(seg_in(&p.cs));
+            s.ss.load(seg_in(&p.ss));
+            s.ds.load(seg_in(&p.ds));
         }
-        s.ctrl.load(Controls(ctrl));
+        if valid & field::FS_GS != 0 {
+            s.fs.load(seg_in(&p.fs));
+            s.gs.load(seg_in(&p.gs));
+        }
+        if valid & field::TR_LDTR != 0 {
+            s.tr.load(seg_in(&p.tr));
+            s.ldtr.load(seg_in(&p.ldtr));
+        }
+        if valid & field::DESC != 0 {
+            s.gdtr.load(table_in(&p.gdtr));
+            s.idtr.load(table_in(&p.idtr));
+        }
+        if valid & field::CR != 0 {
+            s.cr0.load(p.cr0);
+            s.cr2.load(p.cr2);
+            s.cr3.load(p.cr3);
+            s.cr4.load(p.cr4);
+        }
+        if valid & field::DR7 != 0 {
+            s.dr7.load(p.dr7);
+        }
+        if valid & field::EFER != 0 {
+            s.efer.load(p.efer);
+        }
+        if valid & field::SYSENTER != 0 {
+            s.sysenter_cs.load(p.sysenter_cs);
+            s.sysenter_sp.load(p.sysenter_esp);
+            s.sysenter_ip.load(p.sysenter_eip);
+        }
+        if valid & field::SYSCALL != 0 {
+            s.star.load(p.star);
+            s.lstar.load(p.lstar);
+            s.cstar.load(p.cstar);
+            s.fmask.load(p.fmask);
+            s.kernel_gs_base.load(p.kernel_gs_base);
+        }
+        if valid & field::XCR0 != 0 {
+            s.xcr0.load(p.xcr0);
+        }
+        if valid & field::TSC_AUX != 0 {
+            s.tsc_aux.load(p.tsc_aux);
+        }
+        if valid & field::TSC_OFFSET != 0 {
+            s.tsc_offset.load(p.tsc_offset);
+        }
+        s.tsc.load(rdtsc().wrapping_add(s.tsc_offset.value()));
+        if valid & field::INJECT != 0 {
+            s.inj_info.load(EventInfo(p.inject));
+            s.inj_error.load(p.inject_error);
+        }
+        if valid & field::INTR_STATE != 0 {
+            s.intr_state.load(p.interruptibility);
+            s.actv_state.load(p.activity);
+        }
+        if valid & field::CONTROLS != 0 {
+            let mut ctrl = 0;
+            if p.controls & abi::control::INTR_WINDOW != 0 {
+                ctrl |= Controls::INTERRUPT_WINDOW;
+            }
+            if p.controls & abi::control::NMI_WINDOW != 0 {
+                ctrl |= Controls::NMI_WINDOW;
+            }
+            s.ctrl.load(Controls(ctrl));
+        }
         let e = p.exit;
         let svm_io = e.vendor == vendor::SVM && e.raw == svm::code::IOIO;
         let ip_len = if e.instr_len != 0 {
@@ -470,6 +495,7 @@ mod tests {
     #[test]
     fn svm_io_exit_decodes_with_length_from_next_rip() {
         let mut page = Box::<abi::VcpuState>::default();
+        page.valid = field::ALL;
         page.rip = 0x1000;
         page.gpr[0] = 0x41;
         // OUT 0x80, 8-bit: port in 31:16, size bit 4; EXITINFO2 = next RIP

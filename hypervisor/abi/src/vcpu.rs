@@ -51,6 +51,10 @@ pub mod field {
     /// `tsc_aux` (what RDTSCP returns in ECX; at most 32 bits).
     pub const TSC_AUX: u64 = 1 << 17;
     pub const ALL: u64 = (1 << 18) - 1;
+    /// The groups a running guest can change without an exit to the VMM (the
+    /// others change only when the VMM charges them: their instructions exit).
+    /// The kernel writes these at every exit the guest ran before.
+    pub const GUEST: u64 = ALL & !(SYSENTER | PAT | XCR0 | TSC_OFFSET | CONTROLS | TSC_AUX);
 }
 
 /// Bits of [`VcpuState::controls`]: exits the VMM asks for.
@@ -161,7 +165,8 @@ pub mod gpr {
 pub struct VcpuState {
     /// Written by the kernel at every return of `vcpu_run`.
     pub exit: ExitInfo,
-    /// Which [`field`] groups the kernel wrote at the last exit.
+    /// Which [`field`] groups the kernel wrote at the last exit; the others still
+    /// hold what an earlier exit wrote (or what the VMM wrote and charged since).
     pub valid: u64,
     pub gpr: [u64; 16],
     pub rip: u64,

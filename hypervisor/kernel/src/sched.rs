@@ -244,6 +244,21 @@ pub fn dispatch(k: &mut Kernel, cpu: usize) -> Next {
     switch_to(k, cpu, ec)
 }
 
+/// Lets `ec`, which entered the kernel on this CPU and was not blocked, go on
+/// without a scheduling decision (the return of `vcpu_run` after a guest exit): what
+/// could call for one arrives as an interrupt (another CPU's wakeup or recall, a
+/// timeout, the end of the quantum), which `ec` takes as soon as it is back in user
+/// mode. Its time since the last dispatch is charged at its next kernel entry.
+pub fn resume(k: &mut Kernel, cpu: usize, ec: EcId) -> Next {
+    if k.sched.cpus[cpu].running != Some(ec)
+        || k.ecs.get(ec).is_none_or(|e| e.state != EcState::Ready)
+    {
+        account(k, cpu);
+        return dispatch(k, cpu);
+    }
+    switch_to(k, cpu, ec)
+}
+
 fn arm(now: u64, a: Option<u64>, b: Option<u64>) {
     let deadline = match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -194,10 +194,15 @@ extern "C" fn syscall_handler(frame: &mut Frame) -> ! {
             let exit = crate::vcpu::enter(&mut entry);
             let mut guard = KERNEL.lock();
             let k = guard.as_mut().expect("kernel state");
-            crate::vcpu::finish(k, cpu, caller, entry, exit);
-            // the guest ran on the caller's time
-            crate::sched::account(k, cpu);
-            crate::sched::dispatch(k, cpu)
+            let answered = crate::vcpu::finish(k, cpu, caller, entry, exit);
+            if answered {
+                // the caller goes on with the exit: no scheduling decision is due
+                crate::sched::resume(k, cpu, caller)
+            } else {
+                // the guest ran on the caller's time
+                crate::sched::account(k, cpu);
+                crate::sched::dispatch(k, cpu)
+            }
         }
         (None, None) => Next::Idle,
     };

@@ -202,6 +202,9 @@ pub struct Vcpu {
     xcr0: u64,
     tsc_aux: u64,
     tlb_seen: u64,
+    /// Groups loaded from the state page that no exit has written back yet (the
+    /// kernel may have adjusted them: canonical bases, EFER.LMA).
+    unpublished: u64,
 }
 
 /// A guest run prepared under the lock.
@@ -373,7 +376,11 @@ pub fn create(
             controls: 0,
             xcr0: 1,
             tsc_aux: 0,
-            tlb_seen: 0,
+            // never a generation: the first entry flushes, as the VM's tag and the
+            // root of its tables may have been a destroyed VM's, whose translations
+            // this CPU may still cache
+            tlb_seen: u64::MAX,
+            unpublished: 0,
         })),
     });
     k.install_root(pd, dst, ObjRef::Ec(id))
@@ -381,23 +388,25 @@ pub fn create(
     Ok(())
 }
 
-/// Copies the guest state into the state page, with `exit`.
-fn publish(v: &mut Vcpu, exit: ExitInfo) {
-    let mut s = VcpuState {
-        exit,
-        ..Default::default()
-    };
-    let area = &mut *CPU_AREAS[smp::cpu_id()].lock();
-    match (&mut v.hw, area) {
-        (Hw::Svm(h), _) => h.store(&mut s, v.controls, v.xcr0),
-        (Hw::Vmx(h), Some(CpuArea::Vmx(a))) => {
-            h.activate(a);
-            h.store(&mut s, v.controls, v.xcr0);
+/// Writes `exit` and the `groups` of the guest state into the state page (the
+/// other groups there are still what an earlier exit wrote).
+fn publish(v: &mut Vcpu, exit: ExitInfo, groups: u64) {
+    let s = phys::view_mut::<VcpuState>(v.state_pa);
+    s.exit = exit;
+    match &mut v.hw {
+        Hw::Svm(h) => h.store(s, groups, v.controls, v.xcr0),
+        Hw::Vmx(h) => {
+            if let Some(CpuArea::Vmx(a)) = CPU_AREAS[smp::cpu_id()].lock().as_mut() {
+                h.activate(a);
+                h.store(s, groups, v.controls, v.xcr0);
+            }
         }
-        _ => {}
     }
-    s.tsc_aux = v.tsc_aux;
-    phys::write(v.state_pa, s);
+    if groups & field::TSC_AUX != 0 {
+        s.tsc_aux = v.tsc_aux;
+    }
+    s.valid = groups;
+    v.unpublished &= !groups;
 }
 
 fn synthetic(kind: u32, qual: u64) -> ExitInfo {
@@ -447,11 +456,23 @@ fn prepare(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> KResult<Option<E
     let v = e.vcpu.as_mut().expect("checked");
     if v.startup {
         v.startup = false;
-        publish(v, synthetic(exit_kind::STARTUP, 0));
+        publish(v, synthetic(exit_kind::STARTUP, 0), field::ALL);
+        // the first exit writes every group again: a VMM may charge its first
+        // state without reading this page (as vcpu-api does)
+        v.unpublished = field::ALL;
         return Ok(None);
     }
-    let s: VcpuState = phys::read(v.state_pa);
-    let refused = if let Some(f) = architectural_violation(&s, charged) {
+    // The VMM's other threads may write the page meanwhile: values the kernel
+    // polices are checked and loaded from one copy; others are read once each.
+    let page: &VcpuState = phys::view_mut(v.state_pa);
+    let copy;
+    let s = if charged & POLICED != 0 {
+        copy = *page;
+        &copy
+    } else {
+        page
+    };
+    let refused = if let Some(f) = architectural_violation(s, charged) {
         Some(f)
     } else if charged & field::XCR0 != 0 && !xcr0_ok(s.xcr0) {
         Some(field::XCR0)
@@ -463,7 +484,8 @@ fn prepare(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> KResult<Option<E
         None
     };
     if let Some(f) = refused {
-        publish(v, synthetic(exit_kind::INVALID_STATE, f));
+        // nothing was loaded: the page gets the state back
+        publish(v, synthetic(exit_kind::INVALID_STATE, f), field::ALL);
         return Ok(None);
     }
     if charged & field::XCR0 != 0 {
@@ -478,16 +500,17 @@ fn prepare(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> KResult<Option<E
     {
         let area = &mut *CPU_AREAS[here].lock();
         match (&mut v.hw, vendor, area) {
-            (Hw::Svm(h), _, _) => h.load(&s, charged),
+            (Hw::Svm(h), _, _) => h.load(s, charged),
             (Hw::Vmx(h), Vendor::Vmx(f, _), Some(CpuArea::Vmx(a))) => {
                 h.activate(a);
-                h.load(f, &s, charged);
+                h.load(f, s, charged);
             }
             _ => return Err(Status::NoFeature),
         }
     }
+    v.unpublished |= charged;
     if recall {
-        publish(v, synthetic(exit_kind::RECALL, 0));
+        publish(v, synthetic(exit_kind::RECALL, 0), v.unpublished);
         return Ok(None);
     }
     let flush = v.tlb_seen != gen;
@@ -503,6 +526,15 @@ fn prepare(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> KResult<Option<E
     crate::sched::load_fpu(k, here, id);
     Ok(Some(entry))
 }
+
+/// Groups with values the kernel checks before it loads them (see `prepare`).
+const POLICED: u64 = field::CR
+    | field::EFER
+    | field::DR7
+    | field::SEG
+    | field::XCR0
+    | field::CONTROLS
+    | field::TSC_AUX;
 
 /// EFER bits a guest may set: SCE, LME, LMA, NXE, SVME (the kernel forces it on
 /// SVM), LMSLE, FFXSR, TCE.
@@ -581,8 +613,15 @@ pub fn enter(entry: &mut Entry) -> Option<ExitInfo> {
 }
 
 /// After the guest left (under the lock again): the caller's `vcpu_run` returns the
-/// exit, or, for a host interrupt, is restarted so that the interrupt is taken first.
-pub fn finish(k: &mut Kernel, cpu: usize, caller: EcId, entry: Entry, exit: Option<ExitInfo>) {
+/// exit (`true`), or, for a host interrupt, is restarted so that the interrupt is
+/// taken first (`false`).
+pub fn finish(
+    k: &mut Kernel,
+    cpu: usize,
+    caller: EcId,
+    entry: Entry,
+    exit: Option<ExitInfo>,
+) -> bool {
     reap(k, cpu);
     let result = match k.ecs.get_mut(entry.vcpu) {
         Some(e) if e.vcpu.is_some() => {
@@ -590,15 +629,16 @@ pub fn finish(k: &mut Kernel, cpu: usize, caller: EcId, entry: Entry, exit: Opti
             let v = e.vcpu.as_mut().expect("checked");
             v.running = false;
             v.hw = entry.hw;
+            let groups = field::GUEST | v.unpublished;
             match exit {
                 Some(info) => {
-                    publish(v, info);
+                    publish(v, info, groups);
                     Some(Status::Success)
                 }
                 None if recall => {
                     e.recall = false;
                     let v = e.vcpu.as_mut().expect("checked");
-                    publish(v, synthetic(exit_kind::RECALL, 0));
+                    publish(v, synthetic(exit_kind::RECALL, 0), groups);
                     Some(Status::Success)
                 }
                 None => None,
@@ -607,19 +647,21 @@ pub fn finish(k: &mut Kernel, cpu: usize, caller: EcId, entry: Entry, exit: Opti
         _ => Some(Status::Aborted),
     };
     let Some(c) = k.ecs.get_mut(caller) else {
-        return;
+        return false;
     };
     match result {
         Some(s) => {
             c.regs.rax = s as u64;
             c.regs.rdi = 0;
             c.regs.rsi = 0;
+            true
         }
         None => {
             // back to the `syscall` instruction with nothing charged: the pending
             // interrupt is taken in user mode, then the call runs the guest again
             c.regs.rip = c.regs.rip.wrapping_sub(2);
             c.regs.rsi = 0;
+            false
         }
     }
 }

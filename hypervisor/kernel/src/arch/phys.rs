@@ -84,6 +84,21 @@ pub fn slice_mut(pa: u64, len: usize) -> &'static mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(to_virt(pa) as *mut u8, len) }
 }
 
+/// A typed view of a frame the caller owns, shared at most with user memory whose
+/// owner may change it at any time (a vCPU state page): `T` is plain data that
+/// any bit pattern is a value of, and values the kernel must police are copied
+/// out before they are checked.
+pub fn view_mut<T: Copy>(pa: u64) -> &'static mut T {
+    check(pa, core::mem::size_of::<T>() as u64);
+    assert!(
+        pa.is_multiple_of(core::mem::align_of::<T>() as u64),
+        "misaligned view"
+    );
+    // SAFETY: inside the direct map (checked) and aligned (checked); the direct map
+    // is permanent; see above for who else may write the memory.
+    unsafe { &mut *(to_virt(pa) as *mut T) }
+}
+
 pub fn zero(pa: u64, len: usize) {
     slice_mut(pa, len).fill(0);
 }

@@ -390,52 +390,85 @@ impl Vmcb {
         }
     }
 
-    /// Copies the guest state out of the VMCB (every group).
-    pub fn store(&self, s: &mut VcpuState, controls: u64, xcr0: u64) {
+    /// Copies the `groups` of the guest state out of the VMCB (into the state page).
+    pub fn store(&self, s: &mut VcpuState, groups: u64, controls: u64, xcr0: u64) {
         let v = page(self.pa);
-        let g = page(self.gprs);
-        for (i, x) in s.gpr.iter_mut().enumerate() {
-            *x = r64(g, 8 * i as u64);
+        if groups & field::GPR != 0 {
+            let g = page(self.gprs);
+            for (i, x) in s.gpr.iter_mut().enumerate() {
+                *x = r64(g, 8 * i as u64);
+            }
+            s.gpr[0] = r64(v, RAX);
+            s.gpr[4] = r64(v, RSP);
         }
-        s.gpr[0] = r64(v, RAX);
-        s.gpr[4] = r64(v, RSP);
-        s.rip = r64(v, RIP);
-        s.rflags = r64(v, RFLAGS);
-        s.cr0 = r64(v, CR0);
-        s.cr2 = r64(v, CR2);
-        s.cr3 = r64(v, CR3);
-        s.cr4 = r64(v, CR4);
-        s.efer = r64(v, EFER) & !EFER_SVME;
-        s.dr7 = r64(v, DR7);
-        s.es = seg_read(v, ES);
-        s.cs = seg_read(v, CS);
-        s.ss = seg_read(v, SS);
-        s.ds = seg_read(v, DS);
-        s.fs = seg_read(v, FS);
-        s.gs = seg_read(v, GS);
-        s.tr = seg_read(v, TR);
-        s.ldtr = seg_read(v, LDTR);
-        s.gdtr = dt_read(v, GDTR);
-        s.idtr = dt_read(v, IDTR);
-        s.sysenter_cs = r64(v, SYSENTER_CS);
-        s.sysenter_esp = r64(v, SYSENTER_ESP);
-        s.sysenter_eip = r64(v, SYSENTER_EIP);
-        s.star = r64(v, STAR);
-        s.lstar = r64(v, LSTAR);
-        s.cstar = r64(v, CSTAR);
-        s.fmask = r64(v, SFMASK);
-        s.kernel_gs_base = r64(v, KERNEL_GS_BASE);
-        s.pat = r64(v, G_PAT);
-        s.xcr0 = xcr0;
-        s.tsc_offset = r64(v, TSC_OFFSET);
-        let inj = r64(v, EVENTINJ);
-        s.inject = inj as u32;
-        s.inject_error = (inj >> 32) as u32;
-        s.inject_len = 0;
-        s.interruptibility = (r64(v, INT_SHADOW) & 1) as u32;
-        s.activity = 0;
-        s.controls = controls;
-        s.valid = field::ALL;
+        if groups & field::RIP != 0 {
+            s.rip = r64(v, RIP);
+            s.rflags = r64(v, RFLAGS);
+        }
+        if groups & field::CR != 0 {
+            s.cr0 = r64(v, CR0);
+            s.cr2 = r64(v, CR2);
+            s.cr3 = r64(v, CR3);
+            s.cr4 = r64(v, CR4);
+        }
+        if groups & field::EFER != 0 {
+            s.efer = r64(v, EFER) & !EFER_SVME;
+        }
+        if groups & field::DR7 != 0 {
+            s.dr7 = r64(v, DR7);
+        }
+        if groups & field::SEG != 0 {
+            s.es = seg_read(v, ES);
+            s.cs = seg_read(v, CS);
+            s.ss = seg_read(v, SS);
+            s.ds = seg_read(v, DS);
+        }
+        if groups & field::FS_GS != 0 {
+            s.fs = seg_read(v, FS);
+            s.gs = seg_read(v, GS);
+        }
+        if groups & field::TR_LDTR != 0 {
+            s.tr = seg_read(v, TR);
+            s.ldtr = seg_read(v, LDTR);
+        }
+        if groups & field::DESC != 0 {
+            s.gdtr = dt_read(v, GDTR);
+            s.idtr = dt_read(v, IDTR);
+        }
+        if groups & field::SYSENTER != 0 {
+            s.sysenter_cs = r64(v, SYSENTER_CS);
+            s.sysenter_esp = r64(v, SYSENTER_ESP);
+            s.sysenter_eip = r64(v, SYSENTER_EIP);
+        }
+        if groups & field::SYSCALL != 0 {
+            s.star = r64(v, STAR);
+            s.lstar = r64(v, LSTAR);
+            s.cstar = r64(v, CSTAR);
+            s.fmask = r64(v, SFMASK);
+            s.kernel_gs_base = r64(v, KERNEL_GS_BASE);
+        }
+        if groups & field::PAT != 0 {
+            s.pat = r64(v, G_PAT);
+        }
+        if groups & field::XCR0 != 0 {
+            s.xcr0 = xcr0;
+        }
+        if groups & field::TSC_OFFSET != 0 {
+            s.tsc_offset = r64(v, TSC_OFFSET);
+        }
+        if groups & field::INJECT != 0 {
+            let inj = r64(v, EVENTINJ);
+            s.inject = inj as u32;
+            s.inject_error = (inj >> 32) as u32;
+            s.inject_len = 0;
+        }
+        if groups & field::INTR_STATE != 0 {
+            s.interruptibility = (r64(v, INT_SHADOW) & 1) as u32;
+            s.activity = 0;
+        }
+        if groups & field::CONTROLS != 0 {
+            s.controls = controls;
+        }
     }
 
     /// The exit the last VMRUN ended with, or `None` for a host interrupt (the

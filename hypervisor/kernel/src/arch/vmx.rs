@@ -109,6 +109,15 @@ const SEGS: [(u64, u64, u64, u64); 8] = [
     (0x80c, 0x480c, 0x4820, 0x6812), // ldtr
 ];
 
+/// The state page group of `SEGS[i]`.
+fn seg_group(i: usize) -> u64 {
+    match i {
+        0..=3 => field::SEG,
+        4 | 5 => field::FS_GS,
+        _ => field::TR_LDTR,
+    }
+}
+
 // controls
 const PIN_EXT_INT: u32 = 1 << 0;
 const PIN_NMI: u32 = 1 << 3;
@@ -512,12 +521,7 @@ impl Vmcs {
         }
         let segs = [&s.es, &s.cs, &s.ss, &s.ds, &s.fs, &s.gs, &s.tr, &s.ldtr];
         for (i, (sel, lim, ar, base)) in SEGS.iter().enumerate() {
-            let group = match i {
-                0..=3 => field::SEG,
-                4 | 5 => field::FS_GS,
-                _ => field::TR_LDTR,
-            };
-            if charged & group != 0 {
+            if charged & seg_group(i) != 0 {
                 vmwrite(*sel, segs[i].selector as u64);
                 vmwrite(*lim, segs[i].limit as u64);
                 vmwrite(*ar, seg_to_vmx(segs[i].ar));
@@ -555,54 +559,91 @@ impl Vmcs {
         }
     }
 
-    /// Copies the guest state out of the VMCS (every group).
-    pub fn store(&self, s: &mut VcpuState, controls: u64, xcr0: u64) {
-        for (i, g) in s.gpr.iter_mut().enumerate() {
-            *g = phys::read(self.gprs + 8 * i as u64);
+    /// Copies the `groups` of the guest state out of the VMCS (into the state page).
+    pub fn store(&self, s: &mut VcpuState, groups: u64, controls: u64, xcr0: u64) {
+        if groups & field::GPR != 0 {
+            for (i, g) in s.gpr.iter_mut().enumerate() {
+                *g = phys::read(self.gprs + 8 * i as u64);
+            }
+            s.gpr[4] = vmread(f::RSP);
         }
-        s.gpr[4] = vmread(f::RSP);
-        s.rip = vmread(f::RIP);
-        s.rflags = vmread(f::RFLAGS);
-        s.cr0 = (vmread(f::CR0) & !self.cr0_mask) | (vmread(f::CR0_SHADOW) & self.cr0_mask);
-        s.cr2 = phys::read(self.gprs + 8 * 16);
-        s.cr3 = vmread(f::CR3);
-        s.cr4 = (vmread(f::CR4) & !self.cr4_mask) | (vmread(f::CR4_SHADOW) & self.cr4_mask);
-        s.efer = vmread(f::GUEST_EFER);
-        s.dr7 = vmread(f::DR7);
-        let mut segs = [Segment::default(); 8];
-        for (i, (sel, lim, ar, base)) in SEGS.iter().enumerate() {
-            segs[i] = Segment {
-                selector: vmread(*sel) as u16,
-                ar: seg_from_vmx(vmread(*ar)),
-                limit: vmread(*lim) as u32,
-                base: vmread(*base),
+        if groups & field::RIP != 0 {
+            s.rip = vmread(f::RIP);
+            s.rflags = vmread(f::RFLAGS);
+        }
+        if groups & field::CR != 0 {
+            s.cr0 = (vmread(f::CR0) & !self.cr0_mask) | (vmread(f::CR0_SHADOW) & self.cr0_mask);
+            s.cr2 = phys::read(self.gprs + 8 * 16);
+            s.cr3 = vmread(f::CR3);
+            s.cr4 = (vmread(f::CR4) & !self.cr4_mask) | (vmread(f::CR4_SHADOW) & self.cr4_mask);
+        }
+        if groups & field::EFER != 0 {
+            s.efer = vmread(f::GUEST_EFER);
+        }
+        if groups & field::DR7 != 0 {
+            s.dr7 = vmread(f::DR7);
+        }
+        let segs = [
+            &mut s.es,
+            &mut s.cs,
+            &mut s.ss,
+            &mut s.ds,
+            &mut s.fs,
+            &mut s.gs,
+            &mut s.tr,
+            &mut s.ldtr,
+        ];
+        for (i, (seg, (sel, lim, ar, base))) in segs.into_iter().zip(SEGS.iter()).enumerate() {
+            if groups & seg_group(i) != 0 {
+                *seg = Segment {
+                    selector: vmread(*sel) as u16,
+                    ar: seg_from_vmx(vmread(*ar)),
+                    limit: vmread(*lim) as u32,
+                    base: vmread(*base),
+                };
+            }
+        }
+        if groups & field::DESC != 0 {
+            s.gdtr = DescTable {
+                limit: vmread(f::GDTR_LIMIT) as u32,
+                _pad: 0,
+                base: vmread(f::GDTR_BASE),
+            };
+            s.idtr = DescTable {
+                limit: vmread(f::IDTR_LIMIT) as u32,
+                _pad: 0,
+                base: vmread(f::IDTR_BASE),
             };
         }
-        [s.es, s.cs, s.ss, s.ds, s.fs, s.gs, s.tr, s.ldtr] = segs;
-        s.gdtr = DescTable {
-            limit: vmread(f::GDTR_LIMIT) as u32,
-            _pad: 0,
-            base: vmread(f::GDTR_BASE),
-        };
-        s.idtr = DescTable {
-            limit: vmread(f::IDTR_LIMIT) as u32,
-            _pad: 0,
-            base: vmread(f::IDTR_BASE),
-        };
-        s.sysenter_cs = vmread(f::SYSENTER_CS);
-        s.sysenter_esp = vmread(f::SYSENTER_ESP);
-        s.sysenter_eip = vmread(f::SYSENTER_EIP);
-        [s.star, s.lstar, s.cstar, s.fmask, s.kernel_gs_base] = self.syscall_msrs;
-        s.pat = vmread(f::GUEST_PAT);
-        s.xcr0 = xcr0;
-        s.tsc_offset = vmread(f::TSC_OFFSET);
-        s.inject = vmread(f::ENTRY_INTR) as u32;
-        s.inject_error = vmread(f::ENTRY_ERROR) as u32;
-        s.inject_len = vmread(f::ENTRY_LEN) as u32;
-        s.interruptibility = vmread(f::INTERRUPTIBILITY) as u32;
-        s.activity = vmread(f::ACTIVITY) as u32;
-        s.controls = controls;
-        s.valid = field::ALL;
+        if groups & field::SYSENTER != 0 {
+            s.sysenter_cs = vmread(f::SYSENTER_CS);
+            s.sysenter_esp = vmread(f::SYSENTER_ESP);
+            s.sysenter_eip = vmread(f::SYSENTER_EIP);
+        }
+        if groups & field::SYSCALL != 0 {
+            [s.star, s.lstar, s.cstar, s.fmask, s.kernel_gs_base] = self.syscall_msrs;
+        }
+        if groups & field::PAT != 0 {
+            s.pat = vmread(f::GUEST_PAT);
+        }
+        if groups & field::XCR0 != 0 {
+            s.xcr0 = xcr0;
+        }
+        if groups & field::TSC_OFFSET != 0 {
+            s.tsc_offset = vmread(f::TSC_OFFSET);
+        }
+        if groups & field::INJECT != 0 {
+            s.inject = vmread(f::ENTRY_INTR) as u32;
+            s.inject_error = vmread(f::ENTRY_ERROR) as u32;
+            s.inject_len = vmread(f::ENTRY_LEN) as u32;
+        }
+        if groups & field::INTR_STATE != 0 {
+            s.interruptibility = vmread(f::INTERRUPTIBILITY) as u32;
+            s.activity = vmread(f::ACTIVITY) as u32;
+        }
+        if groups & field::CONTROLS != 0 {
+            s.controls = controls;
+        }
     }
 
     /// Enters the guest (this VMCS must be current); returns the exit, or `None`
