@@ -190,13 +190,16 @@ impl Portal {
     }
 }
 
+/// Most words a reply holds: a whole UTCB's.
+pub const REPLY_WORDS: usize = hyper_abi::UTCB_WORDS;
+
 /// A request handler: gets the request's words, writes the reply into
 /// `reply` and returns how many words it wrote.
 ///
 /// It runs on a thread of its own that has no thread-local storage: it must not
 /// print, allocate, lock std mutexes or use other std facilities that need the
 /// calling thread's state; plain computation and atomics are fine.
-pub type Handler = fn(request: &[u64], reply: &mut [u64; 64]) -> usize;
+pub type Handler = fn(request: &[u64], reply: &mut [u64; REPLY_WORDS]) -> usize;
 
 /// Services offered so far (each has a slot in the tables below).
 static SERVICES: Mutex<usize> = Mutex::new(0);
@@ -208,13 +211,13 @@ extern "C" fn serve_entry(index: u64) -> ! {
     let u = native::utcb_at(UTCBS[i].load(Ordering::Acquire));
     let handler_addr = HANDLERS[i].load(Ordering::Acquire);
     let n = (u.untyped as usize).min(u.words.len());
-    let mut reply = [0u64; 64];
+    let mut reply = [0u64; REPLY_WORDS];
     let len = if handler_addr == 0 {
         0
     } else {
         // SAFETY: the address was stored from a `Handler` by `serve` below.
         let handler: Handler = unsafe { std::mem::transmute::<u64, Handler>(handler_addr) };
-        handler(&u.words[..n], &mut reply).min(64)
+        handler(&u.words[..n], &mut reply).min(REPLY_WORDS)
     };
     u.words[..len].copy_from_slice(&reply[..len]);
     u.untyped = len as u32;

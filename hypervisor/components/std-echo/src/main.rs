@@ -8,7 +8,7 @@
 //! `std-echo lines`: echoes the lines typed on its standard input (the
 //! console, when the configuration makes it the terminal) until `quit`.
 
-fn echo(request: &[u64], reply: &mut [u64; 64]) -> usize {
+fn echo(request: &[u64], reply: &mut [u64; tern::REPLY_WORDS]) -> usize {
     let a = request.first().copied().unwrap_or(0);
     let b = request.get(1).copied().unwrap_or(0);
     reply[0] = a.wrapping_add(b);
