@@ -6,8 +6,9 @@ set -euo pipefail
 say() { printf 'setup: %s\n' "$*"; }
 
 # busybox-static and kmod (depmod): the Linux guests' initramfs; dpkg-deb unpacks Debian's kernel.
+# acpica-tools (iasl): vmm-platform's tests disassemble the ACPI tables the VMM builds.
 APT_PACKAGES=(qemu-system-x86 bochs bochsbios vgabios grub-pc-bin grub-common xorriso mtools
-    busybox-static kmod)
+    busybox-static kmod acpica-tools)
 RUST_TARGETS=(x86_64-unknown-none x86_64-unknown-linux-musl)
 
 missing=()
