@@ -18,6 +18,14 @@ use crate::client::{receive_loop, SwitchClient, SwitchError, TernTransport, Tran
 /// portals before it gives up.
 pub const CONNECT_PATIENCE: Duration = Duration::from_secs(20);
 
+/// The backend of a VMM's `backend = "switch:NAME"` port when it runs on
+/// Tern: a port of switch component NAME. `None` off Tern, where the VMM
+/// keeps its in-process switch.
+pub fn tern_port(switch: &str) -> Option<Result<Box<dyn NetBackend>, SwitchError>> {
+    tern::on_tern()
+        .then(|| SwitchBackend::connect_tern(switch).map(|b| Box::new(b) as Box<dyn NetBackend>))
+}
+
 /// A port of a switch as a [`NetBackend`].
 pub struct SwitchBackend<T: Transport + 'static> {
     client: Arc<SwitchClient<T>>,
@@ -98,6 +106,13 @@ mod tests {
     use crate::client::tests::{frame, LocalSwitch};
     use crate::protocol::Received;
     use vmm_virtio::{Net, VirtioDevice};
+
+    #[test]
+    fn off_tern_there_is_no_tern_port() {
+        if !tern::on_tern() {
+            assert!(tern_port("lan").is_none());
+        }
+    }
 
     #[test]
     fn frames_reach_a_virtio_net_device_and_leave_it() {

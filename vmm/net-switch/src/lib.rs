@@ -17,6 +17,6 @@ pub mod client;
 pub mod protocol;
 pub mod switch;
 
-pub use backend::SwitchBackend;
+pub use backend::{tern_port, SwitchBackend};
 pub use client::{SwitchClient, SwitchError, TernTransport, Transport};
 pub use switch::{Stats, StatsSnapshot, SwitchCore};

@@ -406,17 +406,25 @@ fn wire_pci(
     let mut switches: Vec<(&str, Arc<Switch>)> = Vec::new();
     for (i, net) in config.nets.iter().enumerate() {
         let backend: Box<dyn NetBackendTrait> = match &net.backend {
-            NetBackend::Switch(name) => {
-                let switch = match switches.iter().find(|(n, _)| n == name) {
-                    Some((_, s)) => s.clone(),
-                    None => {
-                        let s = Switch::new();
-                        switches.push((name, s.clone()));
-                        s
-                    }
-                };
-                Box::new(switch.port())
-            }
+            NetBackend::Switch(name) => match net_switch::tern_port(name) {
+                // on Tern: a port of the switch component `name`
+                Some(port) => port.map_err(|e| DeviceError::Setup {
+                    what: "network",
+                    detail: format!("net[{i}]: {e}"),
+                })?,
+                // hosted: the ports of this VM on one in-process switch
+                None => {
+                    let switch = match switches.iter().find(|(n, _)| n == name) {
+                        Some((_, s)) => s.clone(),
+                        None => {
+                            let s = Switch::new();
+                            switches.push((name, s.clone()));
+                            s
+                        }
+                    };
+                    Box::new(switch.port())
+                }
+            },
             NetBackend::Tap(name) => tap(name).map_err(|detail| DeviceError::Setup {
                 what: "network",
                 detail: format!("net[{i}] tap {name}: {detail}"),
