@@ -7,8 +7,10 @@
 //!
 //! # Field mapping
 //!
-//! The kernel writes *every* field of the state page at every exit, so every exit
-//! transfers: GPRs, `ip`, `ip_len` (the CPU's instruction length; on SVM I/O exits
+//! At every exit the kernel writes the field groups that may have changed (the page's
+//! `valid` mask: the groups a guest changes by itself and those charged before; the
+//! first exit writes all) and this backend reads just those, so the state stays
+//! complete with: GPRs, `ip`, `ip_len` (the CPU's instruction length; on SVM I/O exits
 //! the distance to EXITINFO2's next RIP; without next-RIP saving the length of the
 //! fixed-length instructions, 0 for others), `flags`, segments, descriptor tables,
 //! `cr0`, `cr2`, `cr3`, `cr4`, `dr7`, `efer`, SYSENTER/SYSCALL MSRs,
@@ -518,6 +520,26 @@ mod tests {
         assert_eq!(s.ip_len.value(), 2);
         assert_eq!(s.rax.value(), 0x41);
         assert!(s.charged().is_empty());
+    }
+
+    #[test]
+    fn only_the_groups_the_kernel_wrote_are_read() {
+        let mut page = Box::<abi::VcpuState>::default();
+        page.valid = field::GPR | field::RIP;
+        page.gpr[0] = 7;
+        page.rip = 0x2000;
+        page.cr0 = 0xdead; // not written at this exit: stale
+        page.exit = abi::ExitInfo {
+            vendor: vendor::SVM,
+            raw: svm::code::HLT,
+            ..Default::default()
+        };
+        let mut s = VcpuState::default();
+        s.cr0.load(0x11);
+        vcpu(&mut page).read_exit(&mut s);
+        assert_eq!((s.rax.value(), s.ip.value()), (7, 0x2000));
+        assert_eq!(s.cr0.value(), 0x11, "the state's own value stays");
+        assert_eq!(s.exit.reason, ExitReason::Hlt);
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //!
 //! `vcpu_run(vcpu_sel, charged)` loads the groups of fields whose bits are set in
 //! `charged` (see [`field`]) from the page, runs the guest until an exit the VMM must
-//! see, and writes *every* field back (`valid` says which, today always
-//! [`field::ALL`]) together with [`ExitInfo`]. The first run returns
-//! [`exit_kind::STARTUP`] without entering the guest.
+//! see, and writes the groups that may have changed back (`valid` says which: the
+//! groups a guest changes by itself, [`field::GUEST`], and those charged since the
+//! last exit; the others keep what an earlier exit wrote) together with
+//! [`ExitInfo`]. The first run returns [`exit_kind::STARTUP`] without entering the
+//! guest and writes every group, and so does the first exit after it.
 
 /// Bits of the charged mask (`vcpu_run`'s second argument) and of [`VcpuState::valid`].
 pub mod field {

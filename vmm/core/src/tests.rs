@@ -194,13 +194,20 @@ fn exit(reason: ExitReason) -> Step {
     })
 }
 
-/// Sets registers as the guest would, with a harmless (PAUSE) exit.
+/// Sets registers as the guest would, with a harmless exit (a host interrupt).
 fn setup(f: impl Fn(&mut VcpuState) + Send + 'static) -> Step {
     step(move |s| {
         f(s);
         s.ip_len.load(2);
-        set_exit(s, ExitReason::Pause);
+        set_exit(s, ExitReason::ExternalInterrupt);
     })
+}
+
+#[test]
+fn pause_exit_goes_on_after_the_pause() {
+    let r = run(vec![exit(ExitReason::Pause), pass()]);
+    assert_eq!(r.resumed[1].ip.value(), 0x10_0002);
+    assert_eq!(r.outcome, Some(Outcome::GuestExit { value: 0x10 }));
 }
 
 fn pass() -> Step {

@@ -292,7 +292,13 @@ impl<'a> Vm<'a> {
                 initial_state(s, ctx.entry, ctx.index);
                 Next::Resume
             }
-            ExitReason::Recall | ExitReason::ExternalInterrupt | ExitReason::Pause => Next::Resume,
+            ExitReason::Recall | ExitReason::ExternalInterrupt => Next::Resume,
+            // A spin loop's PAUSE (the exit is opt-in): go on after it, or a loop
+            // whose exit resumes at the same PAUSE would never make progress.
+            ExitReason::Pause => {
+                s.skip_instruction();
+                Next::Resume
+            }
             ExitReason::Nmi | ExitReason::Init | ExitReason::Sipi { .. } => Next::Resume,
             ExitReason::Io(io) => self.port_io(ctx, s, io),
             ExitReason::NestedPageFault(pf) => {
