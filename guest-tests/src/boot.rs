@@ -1,7 +1,8 @@
 //! Boot path shared by every guest: the Multiboot v1 header (with the a.out-kludge
 //! addresses QEMU needs for an ELF64), the 32-bit entry for every vCPU, the GDT, the
 //! static identity map of the first 4 GiB (2 MiB pages), the per-vCPU stacks, and the
-//! switch to long mode. It ends in `guest_entry` (lib.rs) with the vCPU number.
+//! switch to long mode. It ends in `guest_entry` (lib.rs) with the vCPU number. The
+//! boot vCPU keeps EBX (the Multiboot information) for [`multiboot_info`].
 //!
 //! Owns: the GDT layout (selectors below), the boot page tables, the stacks.
 //! Must not touch: anything after long mode is on (that is lib.rs and trap.rs).
@@ -52,7 +53,8 @@ _start:
     jae park32
     movl %esi, %edi
     jmp 2f
-1:  xorl %edi, %edi
+1:  movl %ebx, multiboot_info_address
+    xorl %edi, %edi
 2:  lgdt guest_gdt_ptr
     ljmp ${code32}, $3f
 3:  movw ${data}, %ax
@@ -116,6 +118,12 @@ guest_gdt_ptr:
     .word guest_gdt_end - guest_gdt - 1
     .quad guest_gdt
 
+    .section .data.multiboot_info, "aw"
+    .balign 4
+    .global multiboot_info_address
+multiboot_info_address:
+    .long 0
+
     .section .data.guest_page_tables, "aw"
     .balign 4096
     .global guest_pml4
@@ -153,9 +161,28 @@ guest_stacks:
 );
 
 extern "C" {
+    /// EBX of the boot vCPU at entry: the Multiboot information's address (0: none).
+    static multiboot_info_address: u32;
     /// The page directories of the identity map: 4 x 512 entries of 2 MiB pages,
     /// entry `i` maps `[i * 2 MiB, (i + 1) * 2 MiB)`.
     static mut guest_pd: [u64; 2048];
+}
+
+/// The guest-physical address of the Multiboot information the boot loader passed
+/// in EBX (0 when there is none).
+pub fn multiboot_info() -> u32 {
+    // SAFETY: written once by the boot vCPU's entry code before any Rust code runs.
+    unsafe { core::ptr::addr_of!(multiboot_info_address).read_volatile() }
+}
+
+/// The guest image's extent in guest-physical memory (header, code, data, bss).
+pub fn image_range() -> core::ops::Range<u64> {
+    extern "C" {
+        static __image_start: u8;
+        static __bss_end: u8;
+    }
+    // Only the addresses of the linker symbols are taken (no read).
+    core::ptr::addr_of!(__image_start) as u64..core::ptr::addr_of!(__bss_end) as u64
 }
 
 /// The page-directory entry that maps the 2 MiB region containing `addr` (< 4 GiB).

@@ -27,6 +27,7 @@ use crate::end::End;
 use crate::irq::{InterruptController, Startup};
 use crate::machine::Lifecycle;
 use crate::memory::GuestRam;
+use crate::testdev::{self, TestDevice};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -62,6 +63,8 @@ pub struct Devices {
     pub irq: Arc<dyn InterruptController>,
     /// Where the ACPI RSDP is, if the machine has ACPI tables.
     pub rsdp: Option<u64>,
+    /// The guest-test device (`test-device = true`).
+    pub test: Option<Arc<TestDevice>>,
     pub keep_alive: KeepAlive,
 }
 
@@ -296,6 +299,20 @@ pub fn build(
 
     let pollers = wire_pci(config, layout, ram, &interrupts, &mut pio, &mut mmio)?;
 
+    let test = config
+        .test_device
+        .then(|| TestDevice::new(config.memory, life.clone(), clock.clone(), timers.clone()));
+    if let Some(test) = &test {
+        let page = testdev::MMIO;
+        insert(
+            &mut mmio,
+            "guest-test device",
+            page.start,
+            page.end - page.start,
+            test.mmio_page(),
+        )?;
+    }
+
     let tables = acpi::build(
         &AcpiConfig {
             layout,
@@ -315,6 +332,7 @@ pub fn build(
         mmio,
         irq: Arc::new(IrqChip(interrupts)),
         rsdp: Some(tables.rsdp),
+        test,
         keep_alive: KeepAlive {
             pollers,
             _timers: timer_queue,

@@ -3,11 +3,13 @@
 //!
 //! Owns: the emulator's [`Cpu`] view of a `VcpuState` (every register it
 //! sets is charged) and its [`Memory`] view of the machine (RAM, the local
-//! APIC page, the MMIO bus, the ports). Must not touch: exit policy.
+//! APIC page, the MMIO bus, the ports). Must not touch: exit policy (what
+//! a test-device command does is the exit loop's).
 
 use halifax_emu::{Cpu, Memory, MemoryError, SegReg, Segment};
 use vcpu_api::VcpuState;
 use vm_memory::{Bytes, GuestAddress};
+use vmm_core::devices::PortEffect;
 
 use crate::machine::Machine;
 
@@ -98,16 +100,20 @@ impl Cpu for StateCpu<'_> {
     }
 }
 
-/// `halifax_emu::Memory` over the machine, for vCPU `vcpu`.
+/// `halifax_emu::Memory` over the machine, for vCPU `vcpu` emulating the
+/// instruction at `rip`; test-device arguments and commands are collected
+/// in `effects` for the exit loop.
 pub struct MachineMemory<'a> {
     pub machine: &'a Machine,
     pub vcpu: u32,
+    pub rip: u64,
+    pub effects: Vec<PortEffect>,
 }
 
 impl Memory for MachineMemory<'_> {
     fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         if self.machine.ram.read_slice(buf, GuestAddress(gpa)).is_err() {
-            self.machine.mmio_read(self.vcpu, gpa, buf);
+            self.machine.mmio_read(self.vcpu, self.rip, gpa, buf);
         }
         Ok(())
     }
@@ -119,7 +125,7 @@ impl Memory for MachineMemory<'_> {
             .write_slice(data, GuestAddress(gpa))
             .is_err()
         {
-            self.machine.mmio_write(self.vcpu, gpa, data);
+            self.machine.mmio_write(self.vcpu, self.rip, gpa, data);
         }
         Ok(())
     }
@@ -145,12 +151,15 @@ impl Memory for MachineMemory<'_> {
     }
 
     fn io_read(&mut self, port: u16, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.machine.port_read(port, buf);
+        self.machine.port_read(self.vcpu, port, buf);
         Ok(())
     }
 
     fn io_write(&mut self, port: u16, data: &[u8]) -> Result<(), MemoryError> {
-        self.machine.port_write(port, data);
+        match self.machine.port_write(port, data) {
+            PortEffect::None => {}
+            effect => self.effects.push(effect),
+        }
         Ok(())
     }
 }

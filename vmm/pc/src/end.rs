@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use vcpu_api::{ExitReason, RawExit};
+use vcpu_api::{Access, ExitReason, RawExit};
 
 /// Why the VM stopped. The first end wins; later ones are ignored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,8 +19,27 @@ pub enum End {
     DebugExit(u32),
     /// A vCPU triple-faulted.
     TripleFault { vcpu: u32, rip: u64 },
-    /// The host refused to enter the guest with its state.
-    InvalidState { vcpu: u32, raw: RawExit },
+    /// The host refused to enter the guest with its state; `requested`: the
+    /// guest asked for it (the test device's `INVALID_STATE`).
+    InvalidState {
+        vcpu: u32,
+        raw: RawExit,
+        requested: bool,
+    },
+    /// A load or store where no RAM and no device is, with
+    /// `unmapped-mmio = "stop"`.
+    UnmappedAccess {
+        vcpu: u32,
+        gpa: u64,
+        access: Access,
+        rip: u64,
+    },
+    /// A guest broke the test device's protocol (unknown command, bad argument).
+    TestProtocol {
+        vcpu: u32,
+        what: &'static str,
+        value: u32,
+    },
     /// More exits than the configured limit.
     ExitFlood { exits: u64, limit: u64 },
     /// The instruction behind an MMIO or string I/O exit could not be emulated.
@@ -60,9 +79,31 @@ impl fmt::Display for End {
                 f,
                 "vCPU {vcpu} triple-faulted (shutdown) near RIP={rip:#x}; VM stopped"
             ),
-            End::InvalidState { vcpu, raw } => write!(
+            End::InvalidState {
+                vcpu,
+                raw,
+                requested,
+            } => write!(
                 f,
-                "the host refused to enter vCPU {vcpu}: invalid guest state (raw exit {raw:?}); VM stopped"
+                "VM entry of vCPU {vcpu} failed: invalid guest state ({}; raw exit {raw:?}); VM stopped",
+                if *requested {
+                    "the guest asked for it with INVALID_STATE"
+                } else {
+                    "not requested by the guest"
+                }
+            ),
+            End::UnmappedAccess {
+                vcpu,
+                gpa,
+                access,
+                rip,
+            } => write!(
+                f,
+                "vCPU {vcpu} accessed unmapped guest-physical memory: {access:?} at GPA={gpa:#x} (RIP={rip:#x}); VM stopped"
+            ),
+            End::TestProtocol { vcpu, what, value } => write!(
+                f,
+                "vCPU {vcpu} broke the guest-test protocol: {what} ({value:#x}); VM stopped"
             ),
             End::ExitFlood { exits, limit } => write!(
                 f,

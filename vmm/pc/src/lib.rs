@@ -16,6 +16,7 @@
 //! | `vcpu` | the exit loop |
 //! | `emulate` | halifax-emu over the machine (MMIO, string I/O) |
 //! | [`doorbell`] | waking halted vCPUs |
+//! | [`testdev`] | the guest-test device (`test-device = true`) |
 //! | [`end`] | how a VM ended, exit status |
 //!
 pub mod boot;
@@ -26,6 +27,7 @@ pub mod end;
 pub mod irq;
 pub mod machine;
 pub mod memory;
+pub mod testdev;
 mod vcpu;
 
 pub use end::End;

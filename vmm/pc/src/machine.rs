@@ -2,9 +2,10 @@
 //! buses, the interrupt controllers, the CPUID tables, the end of the VM)
 //! and its start from a configuration.
 //!
-//! Owns: the dispatch of port I/O and MMIO to the buses (ports that no
-//! device covers read all ones; MMIO to nowhere is logged once and reads
-//! ones), the exit budget, the stop of the VM and the vCPU threads. Must not
+//! Owns: the dispatch of port I/O and MMIO to the buses and the test
+//! device (ports that no device covers read all ones; MMIO to nowhere is
+//! logged once and reads ones, or stops the VM with `unmapped-mmio =
+//! "stop"`), the exit budget, the stop of the VM and the vCPU threads. Must not
 //! touch: device internals, the exit loop's per-exit policy (`vcpu`).
 
 use std::collections::HashSet;
@@ -12,11 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use halifax_emu::Emulator;
-use vcpu_api::Vcpu;
+use vcpu_api::{Access, Vcpu};
 use vmm_bus::Bus;
+use vmm_core::devices::PortEffect;
 use vmm_core::ExitCounters;
 use vmm_host::{Host, HostError};
-use vmm_platform::config::VmConfig;
+use vmm_platform::config::{UnmappedMmio, VmConfig};
 use vmm_platform::cpuid::{CpuidPolicy, GuestCpuid};
 use vmm_platform::layout::LAPIC;
 use vmm_platform::msr::MsrPlatform;
@@ -27,6 +29,7 @@ use crate::doorbell::Doorbell;
 use crate::end::End;
 use crate::irq::InterruptController;
 use crate::memory::{self, GuestRam, MemoryError};
+use crate::testdev::{self, TestDevice};
 use crate::vcpu;
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +113,9 @@ pub struct Machine {
     /// wake them (halted with interrupts off, or waiting for a SIPI).
     pub(crate) idle_dead: AtomicU32,
     pub(crate) warned: Mutex<HashSet<(&'static str, u64)>>,
+    /// The guest-test device, if the configuration asks for it.
+    pub test: Option<Arc<TestDevice>>,
+    pub unmapped_mmio: UnmappedMmio,
 }
 
 /// What [`run`] reports.
@@ -175,41 +181,71 @@ impl Machine {
         }
     }
 
-    /// An IN from `port`; ports no device covers read all ones.
-    pub fn port_read(&self, port: u16, data: &mut [u8]) {
-        if !self.pio.read(port as u64, data) {
+    /// An IN from `port` by `vcpu`; ports no device covers read all ones.
+    pub fn port_read(&self, vcpu: u32, port: u16, data: &mut [u8]) {
+        if let Some(test) = self.test_device(port) {
+            test.port_read(vcpu, port, data);
+        } else if !self.pio.read(port as u64, data) {
             data.fill(0xff);
         }
     }
 
-    pub fn port_write(&self, port: u16, data: &[u8]) {
+    /// An OUT to `port`; a test-device argument or command comes back for
+    /// the writing vCPU to carry out.
+    pub fn port_write(&self, port: u16, data: &[u8]) -> PortEffect {
+        if let Some(test) = self.test_device(port) {
+            return test.port_write(port, data);
+        }
         self.pio.write(port as u64, data);
+        PortEffect::None
     }
 
-    /// A load from guest-physical `gpa` that is not RAM.
-    pub fn mmio_read(&self, vcpu: u32, gpa: u64, data: &mut [u8]) {
+    fn test_device(&self, port: u16) -> Option<&TestDevice> {
+        self.test
+            .as_deref()
+            .filter(|_| testdev::PORTS.contains(&port))
+    }
+
+    /// A load from guest-physical `gpa` that is not RAM, by `vcpu` at `rip`.
+    pub fn mmio_read(&self, vcpu: u32, rip: u64, gpa: u64, data: &mut [u8]) {
         if LAPIC.contains(&gpa) {
             self.irq.lapic_read(vcpu, gpa - LAPIC.start, data);
         } else if !self.mmio.read(gpa, data) {
-            self.warn_once(
-                "mmio",
-                gpa & !0xfff,
-                &format!("vCPU {vcpu}: MMIO read at {gpa:#x} reaches no device; it reads all ones (logged once per page)"),
-            );
             data.fill(0xff);
+            self.nowhere(vcpu, rip, gpa, Access::Read);
         }
     }
 
-    /// A store to guest-physical `gpa` that is not RAM.
-    pub fn mmio_write(&self, vcpu: u32, gpa: u64, data: &[u8]) {
+    /// A store to guest-physical `gpa` that is not RAM, by `vcpu` at `rip`.
+    pub fn mmio_write(&self, vcpu: u32, rip: u64, gpa: u64, data: &[u8]) {
         if LAPIC.contains(&gpa) {
             self.irq.lapic_write(vcpu, gpa - LAPIC.start, data);
         } else if !self.mmio.write(gpa, data) {
-            self.warn_once(
-                "mmio",
-                gpa & !0xfff,
-                &format!("vCPU {vcpu}: MMIO write at {gpa:#x} reaches no device; ignored (logged once per page)"),
-            );
+            self.nowhere(vcpu, rip, gpa, Access::Write);
+        }
+    }
+
+    /// An access that reached no device: logged once per page (loads read
+    /// all ones, stores are dropped), or the end of the VM.
+    fn nowhere(&self, vcpu: u32, rip: u64, gpa: u64, access: Access) {
+        match self.unmapped_mmio {
+            UnmappedMmio::Stop => self.stop(End::UnmappedAccess {
+                vcpu,
+                gpa,
+                access,
+                rip,
+            }),
+            UnmappedMmio::Ignore => {
+                let what = match access {
+                    Access::Write => "write reaches no device; ignored",
+                    _ => "read reaches no device; it reads all ones",
+                };
+                self.warn_once(
+                    "mmio",
+                    gpa & !0xfff,
+                    &format!("vCPU {vcpu}: MMIO {what} (GPA={gpa:#x}, RIP={rip:#x}; logged once per page)"),
+                );
+            }
         }
     }
 }
@@ -257,6 +293,8 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
         max_exits: config.max_exits,
         idle_dead: AtomicU32::new(0),
         warned: Mutex::new(HashSet::new()),
+        test: devices.test,
+        unmapped_mmio: config.unmapped_mmio,
     });
 
     let total = Arc::new(Mutex::new(ExitCounters::default()));

@@ -13,6 +13,7 @@ use vcpu_api::{
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_bus::{Bus, BusDevice};
 use vmm_host::CpuidEntry;
+use vmm_platform::config::UnmappedMmio;
 use vmm_platform::cpuid::{CpuidPolicy, GuestCpuid};
 use vmm_platform::layout::MemoryLayout;
 use vmm_platform::msr::{MsrModel, MsrPlatform};
@@ -48,7 +49,12 @@ impl InterruptController for ScriptedIrq {
     fn take_nmi(&self, _: u32) -> bool {
         std::mem::take(&mut *self.nmi.lock().unwrap())
     }
-    fn take_startup(&self, _: u32) -> Option<Startup> {
+    /// Start-up signals are for the APs (vCPU 0 running beside them must
+    /// not take them).
+    fn take_startup(&self, vcpu: u32) -> Option<Startup> {
+        if vcpu == 0 {
+            return None;
+        }
         self.startup.lock().unwrap().pop_front()
     }
     fn rdmsr(&self, _: u32, msr: u32) -> Option<u64> {
@@ -142,6 +148,8 @@ fn fixture(cpus: u32, entry: Entry, max_exits: Option<u64>) -> Fixture {
         max_exits,
         idle_dead: AtomicU32::new(0),
         warned: Mutex::new(HashSet::new()),
+        test: None,
+        unmapped_mmio: UnmappedMmio::Ignore,
     };
     Fixture {
         machine,
@@ -150,7 +158,10 @@ fn fixture(cpus: u32, entry: Entry, max_exits: Option<u64>) -> Fixture {
     }
 }
 
-const MULTIBOOT: Entry = Entry::Multiboot { entry: 0x10_0000 };
+const MULTIBOOT: Entry = Entry::Multiboot(boot::multiboot::MultibootImage {
+    entry: 0x10_0000,
+    info: 0x9_0000,
+});
 
 fn ctx(f: &Fixture, index: u32) -> Ctx {
     Ctx::new(index, true, MsrModel::new(f.machine.msr_platform))
@@ -236,7 +247,7 @@ fn completed_writes_reach_the_lapic_page_and_the_mmio_bus() {
         [(8, vec![8, 7, 6, 5, 4, 3, 2, 1])]
     );
     let mut data = [0u8; 4];
-    f.machine.mmio_read(0, 0xe000_0010, &mut data);
+    f.machine.mmio_read(0, 0x1000, 0xe000_0010, &mut data);
     assert_eq!(data, [0xff; 4], "MMIO to nowhere reads ones");
     assert!(f
         .machine
@@ -764,3 +775,5 @@ fn devices_of_a_configuration_are_wired_to_their_ports_and_pages() {
         .write(0x604, &((5u16 << 10) | (1 << 13)).to_le_bytes());
     assert_eq!(life.end(), Some(End::PowerOff));
 }
+
+mod test_device;

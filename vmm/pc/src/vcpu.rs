@@ -17,10 +17,14 @@
 
 use std::sync::atomic::Ordering;
 
-use vcpu_api::{
-    interruptibility, Backend, Charged, CrAccess, CrOp, Direction, EventInfo, ExitReason, IoAccess,
-    Vcpu, VcpuState, WriteTarget,
+use guest_protocol::{
+    CMD_INVALID_STATE, CMD_IRQ_NOW, CMD_IRQ_ON_HLT, CMD_RECALL_IRQ, CMD_TSC_ADVANCE,
 };
+use vcpu_api::{
+    interruptibility, Backend, Charged, CompletedWrite, CrAccess, CrOp, Direction, EventInfo,
+    ExitReason, IoAccess, RawExit, Vcpu, VcpuState, WriteTarget,
+};
+use vmm_core::devices::PortEffect;
 use vmm_core::ExitCounters;
 
 use crate::boot;
@@ -58,6 +62,12 @@ pub(crate) struct Ctx {
     pending_sipi: Option<u8>,
     pending_nmi: bool,
     msrs: MsrModel,
+    /// The test device's `TD_ARG0`/`TD_ARG1` as this vCPU wrote them.
+    test_args: [u32; 2],
+    /// The test device's `IRQ_ON_HLT` vector, injected at the next HLT.
+    irq_on_hlt: Option<u8>,
+    /// The guest asked for an invalid state (`INVALID_STATE`).
+    invalid_state_requested: bool,
 }
 
 impl Ctx {
@@ -69,6 +79,9 @@ impl Ctx {
             pending_sipi: None,
             pending_nmi: false,
             msrs,
+            test_args: [0; 2],
+            irq_on_hlt: None,
+            invalid_state_requested: false,
         }
     }
 }
@@ -93,9 +106,17 @@ pub fn run<B: Backend>(m: &Machine, index: u32, vcpu: &mut Vcpu<B>) -> ExitCount
             next == Next::Resume
         });
         if let Err(error) = result {
-            m.stop(End::Host {
-                vcpu: index,
-                error: error.to_string(),
+            m.stop(if ctx.invalid_state_requested {
+                End::InvalidState {
+                    vcpu: index,
+                    raw: RawExit::Synthetic,
+                    requested: true,
+                }
+            } else {
+                End::Host {
+                    vcpu: index,
+                    error: error.to_string(),
+                }
             });
             break;
         }
@@ -169,15 +190,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
         ExitReason::Sipi { .. } => Next::Resume,
         ExitReason::Io(io) => port_io(m, ctx, s, io),
         ExitReason::NestedPageFault(_) => emulate(m, ctx, s),
-        ExitReason::Completed(write) => {
-            let bytes = write.data.to_le_bytes();
-            let data = &bytes[..(write.size as usize).clamp(1, 8)];
-            match write.target {
-                WriteTarget::Port { port } => m.port_write(port, data),
-                WriteTarget::Memory { gpa } => m.mmio_write(ctx.index, gpa, data),
-            }
-            Next::Resume
-        }
+        ExitReason::Completed(write) => completed_write(m, ctx, s, write),
         ExitReason::Msr(access) => msr(m, ctx, s, access.index, access.write),
         ExitReason::Cpuid => {
             let (leaf, subleaf) = (s.rax.value() as u32, s.rcx.value() as u32);
@@ -231,6 +244,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
             m.stop(End::InvalidState {
                 vcpu: ctx.index,
                 raw: s.exit.raw,
+                requested: ctx.invalid_state_requested,
             });
             Next::Stop
         }
@@ -270,16 +284,34 @@ fn port_io(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, io: IoAccess) -> Next 
             if size == 4 {
                 bytes[4..].fill(0); // a 32-bit destination zero-extends
             }
-            m.port_read(io.port, &mut bytes[..size]);
+            m.port_read(ctx.index, io.port, &mut bytes[..size]);
             s.rax.charge(u64::from_le_bytes(bytes));
+            s.skip_instruction();
+            Next::Resume
         }
         Direction::Out => {
             let bytes = s.rax.value().to_le_bytes();
-            m.port_write(io.port, &bytes[..size]);
+            let effect = m.port_write(io.port, &bytes[..size]);
+            s.skip_instruction();
+            test_effect(m, ctx, s, effect)
         }
     }
-    s.skip_instruction();
-    Next::Resume
+}
+
+/// A write the host already carried out (KVM): deliver it, skip nothing.
+fn completed_write(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, write: CompletedWrite) -> Next {
+    let bytes = write.data.to_le_bytes();
+    let data = &bytes[..(write.size as usize).clamp(1, 8)];
+    match write.target {
+        WriteTarget::Port { port } => {
+            let effect = m.port_write(port, data);
+            test_effect(m, ctx, s, effect)
+        }
+        WriteTarget::Memory { gpa } => {
+            m.mmio_write(ctx.index, s.ip.value(), gpa, data);
+            Next::Resume
+        }
+    }
 }
 
 fn emulate(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) -> Next {
@@ -287,8 +319,16 @@ fn emulate(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) -> Next {
     let mut memory = MachineMemory {
         machine: m,
         vcpu: ctx.index,
+        rip,
+        effects: Vec::new(),
     };
-    match m.emulator.step(&mut StateCpu(s), &mut memory, None) {
+    let result = m.emulator.step(&mut StateCpu(s), &mut memory, None);
+    for effect in memory.effects {
+        if test_effect(m, ctx, s, effect) == Next::Stop {
+            return Next::Stop;
+        }
+    }
+    match result {
         Ok(_) => Next::Resume,
         Err(halifax_emu::EmuError::Exception(e)) => {
             if let Some(cr2) = e.cr2 {
@@ -360,12 +400,14 @@ fn msr(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, index: u32, write: bool) -
 
 fn hlt(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) -> Next {
     let interrupts_on = s.flags.value() & RFLAGS_IF != 0;
-    let wakes = ctx.pending_nmi
+    let on_hlt = ctx.irq_on_hlt.take();
+    let wakes = on_hlt.is_some()
+        || ctx.pending_nmi
         || m.irq.take_nmi(ctx.index) && {
             ctx.pending_nmi = true;
             true
         }
-        || interrupts_on && m.irq.next_interrupt(ctx.index).is_some();
+        || interrupts_on && next_interrupt(m, ctx.index).is_some();
     if !wakes {
         return Next::Halt {
             dead: !interrupts_on,
@@ -376,8 +418,28 @@ fn hlt(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) -> Next {
     s.intr_state
         .update(|i| *i &= !(interruptibility::STI | interruptibility::MOV_SS));
     s.actv_state.charge(vcpu_api::activity::ACTIVE);
+    if let Some(vector) = on_hlt {
+        s.inject(EventInfo::external_interrupt(vector), 0);
+    }
     inject_pending(m, ctx, s);
     Next::Resume
+}
+
+/// Where the next interrupt comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interrupt {
+    /// The interrupt controllers' highest deliverable vector.
+    Controllers(u8),
+    /// A vector the test device raised for this vCPU.
+    TestDevice(u8),
+}
+
+/// The next interrupt for `vcpu`: the test device's first (its guests run
+/// without a local APIC), then the controllers'.
+fn next_interrupt(m: &Machine, vcpu: u32) -> Option<Interrupt> {
+    let test = m.test.as_ref().and_then(|t| t.pending(vcpu));
+    test.map(Interrupt::TestDevice)
+        .or_else(|| m.irq.next_interrupt(vcpu).map(Interrupt::Controllers))
 }
 
 /// Injects a pending NMI or the highest deliverable interrupt if the guest
@@ -399,10 +461,21 @@ pub(crate) fn inject_pending(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {
         .ctrl
         .value()
         .contains(vcpu_api::Controls::INTERRUPT_WINDOW);
-    match m.irq.next_interrupt(vcpu) {
-        Some(vector) if can_take => {
+    match next_interrupt(m, vcpu) {
+        Some(interrupt) if can_take => {
+            let vector = match interrupt {
+                Interrupt::Controllers(vector) => {
+                    m.irq.ack(vcpu, vector);
+                    vector
+                }
+                Interrupt::TestDevice(vector) => {
+                    if let Some(test) = &m.test {
+                        test.ack(vcpu, vector);
+                    }
+                    vector
+                }
+            };
             s.inject(EventInfo::external_interrupt(vector), 0);
-            m.irq.ack(vcpu, vector);
             if window {
                 s.ctrl.charge(vcpu_api::Controls(0));
             }
@@ -413,6 +486,62 @@ pub(crate) fn inject_pending(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {
         None if window => s.ctrl.charge(vcpu_api::Controls(0)),
         _ => {}
     }
+}
+
+/// Acts on what a port write meant beyond the device registers: the test
+/// device's arguments and commands (the instruction is already skipped).
+fn test_effect(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, effect: PortEffect) -> Next {
+    match effect {
+        PortEffect::Arg { index, value } => ctx.test_args[index & 1] = value,
+        PortEffect::Command(cmd) => return test_command(m, ctx, s, cmd),
+        // Console lines and the exit port are the machine's own devices.
+        PortEffect::None | PortEffect::Line(_) | PortEffect::Exit(_) => {}
+    }
+    Next::Resume
+}
+
+/// Runs a test-device command (`guest-tests/README.md` section 3) for this
+/// vCPU; a bad command or argument stops the VM.
+fn test_command(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, cmd: u32) -> Next {
+    const CR0_PE: u64 = 1;
+    const CR0_PG: u64 = 1 << 31;
+    let Some(test) = &m.test else {
+        return Next::Resume;
+    };
+    let (vcpu, [arg0, arg1]) = (ctx.index, ctx.test_args);
+    let protocol = |what| {
+        m.stop(End::TestProtocol {
+            vcpu,
+            what,
+            value: cmd,
+        });
+        Next::Stop
+    };
+    let vector = u8::try_from(arg0).ok().filter(|v| *v >= 32);
+    match (cmd, vector) {
+        (CMD_IRQ_NOW..=CMD_RECALL_IRQ, None) => {
+            return protocol("interrupt vector in TD_ARG0 outside 32..255")
+        }
+        (CMD_IRQ_NOW, Some(vector)) => test.raise(vcpu, vector),
+        (CMD_IRQ_ON_HLT, Some(vector)) => ctx.irq_on_hlt = Some(vector),
+        (CMD_RECALL_IRQ, Some(vector)) => {
+            if !(1..=1000).contains(&arg1) {
+                return protocol("RECALL_IRQ delay in TD_ARG1 outside 1..1000 ms");
+            }
+            test.raise_after(vcpu, vector, arg1);
+        }
+        (CMD_TSC_ADVANCE, _) => {
+            let advance = (arg1 as u64) << 32 | arg0 as u64;
+            s.tsc_offset.update(|o| *o = o.wrapping_add(advance));
+        }
+        (CMD_INVALID_STATE, _) => {
+            // Paging without protected mode: no host enters that.
+            ctx.invalid_state_requested = true;
+            s.cr0.update(|cr0| *cr0 = (*cr0 & !CR0_PE) | CR0_PG);
+        }
+        _ => return protocol("unknown TD_CMD command"),
+    }
+    Next::Resume
 }
 
 fn xsetbv(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {

@@ -41,8 +41,21 @@ pub struct VmConfig {
     pub test_device: bool,
     /// Stop the VM after this many exits (all vCPUs together); `None`: no limit.
     pub max_exits: Option<u64>,
+    /// What an access to guest-physical memory where nothing is does.
+    pub unmapped_mmio: UnmappedMmio,
     /// Print the exit counters when the VM ends.
     pub print_exits: bool,
+}
+
+/// What the machine does with a load or store where no RAM and no device is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnmappedMmio {
+    /// As a PC: loads read all ones, stores are dropped (logged once per page).
+    #[default]
+    Ignore,
+    /// The VM stops with the address and the access (the guest-test protocol's rule).
+    Stop,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,6 +196,8 @@ struct RawConfig {
     #[serde(default)]
     test_device: bool,
     max_exits: Option<u64>,
+    #[serde(default)]
+    unmapped_mmio: UnmappedMmio,
     #[serde(default = "yes")]
     print_exits: bool,
 }
@@ -452,6 +467,7 @@ impl Checker<'_> {
             consoles,
             test_device: raw.test_device,
             max_exits: raw.max_exits,
+            unmapped_mmio: raw.unmapped_mmio,
             print_exits: raw.print_exits,
         })
     }

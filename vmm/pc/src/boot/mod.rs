@@ -1,12 +1,15 @@
 //! Getting the guest started: loading what the configuration names into
 //! guest RAM and the first state of each vCPU.
 //!
-//! Owns: the Linux loader ([`linux`]), the Multiboot v1 path (vmm-core's
-//! loader and entry state: every vCPU starts at the entry, as the guest
-//! tests expect) and the real-mode state an AP starts in after a SIPI.
+//! Owns: the Linux loader ([`linux`]), the Multiboot v1 path
+//! ([`multiboot`]: vmm-core's loader and entry state, every vCPU starts at
+//! the entry as the guest tests expect, EBX of the boot vCPU points to the
+//! Multiboot information) and the real-mode state an AP starts in after a
+//! SIPI.
 //! Must not touch: devices or the exit loop.
 
 pub mod linux;
+pub mod multiboot;
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +17,6 @@ use vcpu_api::{EventInfo, Segment, TableRegister, VcpuState};
 use vm_memory::GuestMemoryMmap;
 use vmm_platform::config::Boot;
 use vmm_platform::layout::MemoryLayout;
-
-use crate::memory::LowRam;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -34,6 +35,8 @@ pub enum BootError {
         "the kernel command line is {len} bytes; this kernel takes at most {max} (without NULs)"
     )]
     Cmdline { len: usize, max: usize },
+    #[error("the Multiboot information (command lines, module strings, memory map) takes {needed} bytes; at most {room} fit: shorten the command lines")]
+    MultibootInfo { needed: usize, room: usize },
 }
 
 /// Where the guest starts.
@@ -41,9 +44,10 @@ pub enum BootError {
 pub enum Entry {
     /// The BSP enters the kernel in long mode; APs wait for INIT/SIPI.
     Linux(linux::LinuxImage),
-    /// Every vCPU enters at `entry` in 32-bit protected mode (vmm-core's
-    /// guest-test protocol).
-    Multiboot { entry: u64 },
+    /// Every vCPU enters at the kernel's entry in 32-bit protected mode
+    /// (vmm-core's guest-test protocol); the boot vCPU's EBX points to the
+    /// Multiboot information.
+    Multiboot(multiboot::MultibootImage),
 }
 
 impl Entry {
@@ -56,7 +60,12 @@ impl Entry {
     pub fn start_state(&self, s: &mut VcpuState, index: u32) {
         match self {
             Entry::Linux(image) => linux::entry_state(s, image),
-            Entry::Multiboot { entry } => vmm_core::initial_state(s, *entry, index as usize),
+            Entry::Multiboot(image) => {
+                vmm_core::initial_state(s, image.entry, index as usize);
+                if index == 0 {
+                    s.rbx.charge(image.info);
+                }
+            }
         }
     }
 }
@@ -74,17 +83,11 @@ pub fn load(
             initrd,
             cmdline,
         } => linux::load(ram, layout, kernel, initrd.as_deref(), cmdline, rsdp).map(Entry::Linux),
-        Boot::Multiboot { kernel, .. } => {
-            let image = read(kernel)?;
-            let loaded =
-                vmm_core::loader::load(&image, &LowRam(ram)).map_err(|e| BootError::BadKernel {
-                    path: kernel.clone(),
-                    problem: e.to_string(),
-                })?;
-            Ok(Entry::Multiboot {
-                entry: loaded.entry,
-            })
-        }
+        Boot::Multiboot {
+            kernel,
+            cmdline,
+            modules,
+        } => multiboot::load(ram, layout, kernel, cmdline, modules).map(Entry::Multiboot),
     }
 }
 

@@ -63,6 +63,7 @@ memory = "5G"
 cpus = 2
 test-device = true
 max-exits = 50_000_000
+unmapped-mmio = "stop"
 print-exits = false
 
 [boot]
@@ -139,6 +140,7 @@ output = "file:logs/hvc0.log"
             ],
             test_device: true,
             max_exits: Some(50_000_000),
+            unmapped_mmio: UnmappedMmio::Stop,
             print_exits: false,
         }
     );
@@ -158,6 +160,7 @@ fn defaults_one_cpu_com1_on_stdio_no_limit_counters_printed() {
         }]
     );
     assert_eq!(c.max_exits, None);
+    assert_eq!(c.unmapped_mmio, UnmappedMmio::Ignore);
     assert!(c.print_exits);
     assert!(!c.test_device);
     assert!(c.disks.is_empty() && c.nets.is_empty());
@@ -315,6 +318,12 @@ fn wrong_values_name_their_key() {
 
     let (key, _) = error(&format!("cpus = \"two\"\n{}", linux("")));
     assert_eq!(key, "cpus");
+    let (key, message) = error(&format!("unmapped-mmio = \"panic\"\n{}", linux("")));
+    assert_eq!(key, "unmapped-mmio");
+    assert!(
+        message.contains("ignore") && message.contains("stop"),
+        "{message}"
+    );
 }
 
 #[test]
