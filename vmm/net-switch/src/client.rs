@@ -122,7 +122,11 @@ impl Transport for TernTransport {
     }
 
     fn call(&self, request: &[u64]) -> Result<Vec<u64>, SwitchError> {
-        let cpu = tern::current_cpu();
+        thread_local! {
+            /// Threads on Tern never move: ask once per thread (a system call).
+            static CPU: u32 = tern::current_cpu();
+        }
+        let cpu = CPU.with(|c| *c);
         let (_, portal) = self
             .portals
             .iter()
