@@ -9,7 +9,9 @@ pub mod boot;
 pub mod console;
 pub mod cpu;
 pub mod device;
+pub mod pci;
 pub mod trap;
+pub mod virtq;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

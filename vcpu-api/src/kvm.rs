@@ -237,7 +237,11 @@ impl KvmVm {
             cap: kvm_bindings::KVM_CAP_X86_USER_SPACE_MSR,
             ..Default::default()
         };
-        cap.args[0] = (MsrExitReason::Unknown | MsrExitReason::Filter).bits() as u64;
+        // KVM ignores filters on the x2APIC range (0x800-0x8FF); without an
+        // in-kernel LAPIC it refuses those accesses as invalid: INVAL exits
+        // bring them to the VMM instead of a #GP in the guest.
+        cap.args[0] =
+            (MsrExitReason::Unknown | MsrExitReason::Filter | MsrExitReason::Inval).bits() as u64;
         self.vm
             .enable_cap(&cap)
             .map_err(ioctl("KVM_ENABLE_CAP(X86_USER_SPACE_MSR)"))?;

@@ -199,7 +199,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
             s.rbx.charge(r[1] as u64);
             s.rcx.charge(r[2] as u64);
             s.rdx.charge(r[3] as u64);
-            s.skip_instruction();
+            complete(s);
             Next::Resume
         }
         ExitReason::Xsetbv => {
@@ -208,7 +208,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
         }
         ExitReason::Hlt => return hlt(m, ctx, s),
         ExitReason::Wbinvd | ExitReason::Invd | ExitReason::Invlpg => {
-            s.skip_instruction();
+            complete(s);
             Next::Resume
         }
         ExitReason::Rdtsc | ExitReason::Rdtscp => {
@@ -218,7 +218,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
             if reason == ExitReason::Rdtscp {
                 s.rcx.charge(s.tsc_aux.value() & 0xffff_ffff);
             }
-            s.skip_instruction();
+            complete(s);
             Next::Resume
         }
         ExitReason::CrAccess(access) if cr_access(s, access) => Next::Resume,
@@ -286,13 +286,13 @@ fn port_io(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, io: IoAccess) -> Next 
             }
             m.port_read(ctx.index, io.port, &mut bytes[..size]);
             s.rax.charge(u64::from_le_bytes(bytes));
-            s.skip_instruction();
+            complete(s);
             Next::Resume
         }
         Direction::Out => {
             let bytes = s.rax.value().to_le_bytes();
             let effect = m.port_write(io.port, &bytes[..size]);
-            s.skip_instruction();
+            complete(s);
             test_effect(m, ctx, s, effect)
         }
     }
@@ -329,7 +329,10 @@ fn emulate(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) -> Next {
         }
     }
     match result {
-        Ok(_) => Next::Resume,
+        Ok(_) => {
+            end_shadow(s);
+            Next::Resume
+        }
         Err(halifax_emu::EmuError::Exception(e)) => {
             if let Some(cr2) = e.cr2 {
                 s.cr2.charge(cr2);
@@ -382,7 +385,7 @@ fn msr(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, index: u32, write: bool) -
         })
     };
     match result {
-        Ok(()) => s.skip_instruction(),
+        Ok(()) => complete(s),
         Err(error) => {
             if let MsrError::Unknown(msr) = error {
                 let what = if write { "WRMSR" } else { "RDMSR" };
@@ -414,9 +417,7 @@ fn hlt(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) -> Next {
         };
     }
     // The event ends the HLT: continue after it, outside any shadow.
-    s.skip_instruction();
-    s.intr_state
-        .update(|i| *i &= !(interruptibility::STI | interruptibility::MOV_SS));
+    complete(s);
     s.actv_state.charge(vcpu_api::activity::ACTIVE);
     if let Some(vector) = on_hlt {
         s.inject(EventInfo::external_interrupt(vector), 0);
@@ -488,6 +489,21 @@ pub(crate) fn inject_pending(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {
     }
 }
 
+/// Completes the instruction the vCPU exited on: past it, and out of an STI
+/// or MOV SS shadow (the shadow covers only the instruction after STI, so an
+/// interrupt may come right after it).
+fn complete(s: &mut VcpuState) {
+    s.skip_instruction();
+    end_shadow(s);
+}
+
+fn end_shadow(s: &mut VcpuState) {
+    let shadow = interruptibility::STI | interruptibility::MOV_SS;
+    if s.intr_state.value() & shadow != 0 {
+        s.intr_state.update(|i| *i &= !shadow);
+    }
+}
+
 /// Acts on what a port write meant beyond the device registers: the test
 /// device's arguments and commands (the instruction is already skipped).
 fn test_effect(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, effect: PortEffect) -> Next {
@@ -555,7 +571,7 @@ fn xsetbv(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {
         && (value & avx == 0 || value & sse != 0);
     if valid {
         s.xcr0.charge(value);
-        s.skip_instruction();
+        complete(s);
     } else {
         s.inject(EventInfo::exception(VECTOR_GP, true), 0);
     }
@@ -595,7 +611,7 @@ fn cr_access(s: &mut VcpuState, access: CrAccess) -> bool {
             .update(|v| *v = (*v & !0xf) | (*v & 1) | (msw as u64 & 0xf)),
         _ => return false,
     }
-    s.skip_instruction();
+    complete(s);
     true
 }
 

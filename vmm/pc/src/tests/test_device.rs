@@ -183,3 +183,22 @@ fn unmapped_mmio_stop_ends_the_vm_with_the_address_and_access() {
     );
     assert!(end.to_string().contains("Write at GPA=0xe0000000"), "{end}");
 }
+
+#[test]
+fn an_instruction_in_an_sti_shadow_ends_it_and_the_interrupt_follows_at_once() {
+    let f = fixture(1, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    f.irq.pending.lock().unwrap().push_back(0x51);
+    let mut s = stopped_at(
+        ExitReason::Msr(vcpu_api::MsrAccess {
+            index: 0x80b,
+            write: true,
+        }),
+        2,
+    );
+    s.intr_state.load(vcpu_api::interruptibility::STI); // STI; WRMSR
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(s.ip.value(), 0x1002);
+    assert_eq!(s.intr_state.value(), 0, "the WRMSR completed: no shadow");
+    assert_eq!(s.inj_info.value(), EventInfo::external_interrupt(0x51));
+}
