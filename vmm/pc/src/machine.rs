@@ -173,6 +173,25 @@ impl Machine {
         [r.eax, r.ebx, r.ecx, r.edx]
     }
 
+    /// The XCR0 a vCPU starts with (at its first entry and after a SIPI):
+    /// every user state component the guest is offered (x87, SSE, AVX,
+    /// AVX-512), or x87 alone without XSAVE. Linux enables exactly these
+    /// at once; starting with them keeps the host's XCR0 right even where
+    /// the guest's XSETBV never reaches the host: QEMU's TCG does not
+    /// intercept XSETBV of a nested SVM guest, so a KVM nested there keeps
+    /// its XCR0 and answers CPUID 0xD for it (Linux: "XSAVE consistency
+    /// problem: size 832 != kernel_size 576", then #UD on AVX).
+    pub fn start_xcr0(&self) -> u64 {
+        const USER_STATES: u64 = 0xe7;
+        let [eax, _, _, edx] = self.cpuid(0, 0xd, 0, 0, 1);
+        let offered = (eax as u64 | (edx as u64) << 32) & USER_STATES;
+        if offered & 3 == 3 {
+            offered
+        } else {
+            1
+        }
+    }
+
     /// Logs `message` the first time `(kind, key)` comes up.
     pub fn warn_once(&self, kind: &'static str, key: u64, message: &str) {
         let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());

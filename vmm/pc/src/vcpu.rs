@@ -168,6 +168,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
     }
     if let Some(vector) = ctx.pending_sipi.take() {
         boot::sipi_state(s, vector);
+        s.xcr0.charge(m.start_xcr0());
         s.tsc.charge(m.guest_tsc_now());
         return Next::Resume;
     }
@@ -177,6 +178,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
     let next = match reason {
         ExitReason::Startup => {
             m.entry.start_state(s, ctx.index);
+            s.xcr0.charge(m.start_xcr0());
             s.tsc.charge(m.guest_tsc_now());
             Next::Resume
         }

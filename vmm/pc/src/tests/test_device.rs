@@ -202,3 +202,27 @@ fn an_instruction_in_an_sti_shadow_ends_it_and_the_interrupt_follows_at_once() {
     assert_eq!(s.intr_state.value(), 0, "the WRMSR completed: no shadow");
     assert_eq!(s.inj_info.value(), EventInfo::external_interrupt(0x51));
 }
+
+#[test]
+fn vcpus_start_with_every_offered_user_xsave_component_in_xcr0() {
+    let mut f = fixture(1, MULTIBOOT, None);
+    assert_eq!(f.machine.start_xcr0(), 1, "no XSAVE offered: x87 only");
+    let mut table = host_cpuid();
+    table[1].ecx |= 1 << 26 | 1 << 28; // XSAVE, AVX
+    table.push(CpuidEntry {
+        function: 0xd,
+        index: 2,
+        eax: 256,
+        ebx: 576,
+        ecx: 0,
+        edx: 0,
+    });
+    f.machine.cpuid = GuestCpuid::new(&table, &CpuidPolicy::new(1)).unwrap();
+    assert_eq!(f.machine.start_xcr0(), 7, "x87, SSE, AVX");
+    let mut c = ctx(&f, 0);
+    let mut s = stopped_at(ExitReason::Startup, 0);
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(s.xcr0.value(), 7);
+    let r = f.machine.cpuid(0, 0xd, 0, 1 << 18, s.xcr0.value());
+    assert_eq!(r[1], 832, "CPUID 0xD EBX for that XCR0");
+}
