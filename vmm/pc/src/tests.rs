@@ -708,6 +708,13 @@ fn bad_kernels_and_small_memories_are_refused_with_reasons() {
         e.contains("not a bootable kernel") && e.contains("bzImage"),
         "{e}"
     );
+    let mut promised = fake_bzimage(0x20f, 1);
+    promised[0x1f4..0x1f8].copy_from_slice(&0x400u32.to_le_bytes()); // syssize: 16 KiB
+    let e = load(&promised[..5 * 512 + 0x2000], "");
+    assert!(
+        e.contains("truncated") && e.contains("promises 18944 bytes, the file has 10752"),
+        "{e}"
+    );
     let e = load(&fake_bzimage(0x20a, 1), "");
     assert!(e.contains("64-bit"), "{e}");
     let e = load(&fake_bzimage(0x20f, 0), "");

@@ -58,6 +58,44 @@ fn read(path: &Path) -> Result<Vec<u8>, BootError> {
     })
 }
 
+enum Length {
+    Io(std::io::Error),
+    Short { header: u64, file: u64 },
+}
+
+/// A bzImage is its setup (`setup_sects` + 1 sectors; 0 means 4) and then
+/// `syssize` 16-byte paragraphs of kernel: a shorter file was cut off.
+/// Files without a setup header (boot flag, "HdrS") are left to the loader.
+fn check_length(file: &mut File) -> Result<(), Length> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata().map_err(Length::Io)?.len();
+    let mut header = [0u8; 0x206 - 0x1f1];
+    if len < 0x1f1 + header.len() as u64 {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(0x1f1)).map_err(Length::Io)?;
+    file.read_exact(&mut header).map_err(Length::Io)?;
+    file.seek(SeekFrom::Start(0)).map_err(Length::Io)?;
+    let at = |offset: usize| offset - 0x1f1;
+    if header[at(0x1fe)..at(0x200)] != [0x55, 0xaa] || header[at(0x202)..] != *b"HdrS" {
+        return Ok(());
+    }
+    let setup_sects = match header[0] {
+        0 => 4,
+        n => n as u64,
+    };
+    let mut syssize = [0u8; 4];
+    syssize.copy_from_slice(&header[at(0x1f4)..at(0x1f8)]);
+    let needed = (setup_sects + 1) * 512 + u32::from_le_bytes(syssize) as u64 * 16;
+    if len < needed {
+        return Err(Length::Short {
+            header: needed,
+            file: len,
+        });
+    }
+    Ok(())
+}
+
 /// Loads kernel, initrd and command line into `ram` and writes the boot
 /// structures. `rsdp` is the ACPI RSDP's guest-physical address, if any.
 pub fn load(
@@ -75,6 +113,15 @@ pub fn load(
     let mut file = File::open(kernel).map_err(|source| BootError::Read {
         path: kernel.to_owned(),
         source,
+    })?;
+    check_length(&mut file).map_err(|e| match e {
+        Length::Io(source) => BootError::Read {
+            path: kernel.to_owned(),
+            source,
+        },
+        Length::Short { header, file } => bad(format!(
+            "the file is truncated: its setup header promises {header} bytes, the file has {file}; copy the kernel again"
+        )),
     })?;
     let loaded = BzImage::load(ram, None, &mut file, Some(GuestAddress(KERNEL))).map_err(|e| {
         bad(format!(
