@@ -7,8 +7,9 @@
 //! Policy: the host's leaves, capped at basic leaf 0xD and extended leaf
 //! 0x8000_0008; virtualization (VMX, SVM), SMX, MONITOR/MWAIT, x2APIC and the
 //! TSC deadline timer are hidden (the VMM emulates none of them); the
-//! hypervisor bit is set; OSXSAVE follows the guest's CR4; the initial APIC
-//! ID is the vCPU number. Leaves above the caps (and the hypervisor range
+//! hypervisor bit is set; OSXSAVE follows the guest's CR4; the XSAVE area
+//! sizes of leaf 0xD follow the guest's XCR0; the initial APIC ID is the
+//! vCPU number. Leaves above the caps (and the hypervisor range
 //! 0x4000_0000..) read as zeros.
 
 /// CPUID result registers.
@@ -78,4 +79,37 @@ pub fn answer(
         _ => {}
     }
     r
+}
+
+/// Leaf 0xD's EBX for `subleaf` 0 (standard format) or 1 (compacted) with
+/// the guest's XCR0 `xcr0`, from the components' sizes, offsets and
+/// alignments (`host` subleaves 2..): the host's own answer describes the
+/// VMM's XCR0, not the guest's. `None` for other subleaves. IA32_XSS is not
+/// modelled (always 0), so the compacted size covers XCR0 alone.
+pub fn xsave_area_size(
+    subleaf: u32,
+    xcr0: u64,
+    host: impl Fn(u32, u32) -> CpuidResult,
+) -> Option<u32> {
+    const LEGACY_AND_HEADER: u32 = 512 + 64;
+    let compacted = match subleaf {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let mut end = LEGACY_AND_HEADER;
+    for i in (2..63).filter(|i| xcr0 & 1 << i != 0) {
+        let c = host(0xd, i);
+        end = if compacted {
+            let start = if c.ecx & 2 != 0 {
+                end.next_multiple_of(64)
+            } else {
+                end
+            };
+            start + c.eax
+        } else {
+            end.max(c.ebx + c.eax)
+        };
+    }
+    Some(end)
 }

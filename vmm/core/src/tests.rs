@@ -461,6 +461,32 @@ fn cpuid_hides_virtualization_and_names_the_vcpu() {
 }
 
 #[test]
+fn xsave_area_sizes_follow_the_guest_xcr0() {
+    // AVX (256 at 576), opmask (64 at 1088, 64-byte aligned when compacted).
+    let host = |leaf: u32, sub: u32| match (leaf, sub) {
+        (0xd, 2) => CpuidResult {
+            eax: 256,
+            ebx: 576,
+            ecx: 0,
+            edx: 0,
+        },
+        (0xd, 5) => CpuidResult {
+            eax: 64,
+            ebx: 1088,
+            ecx: 2,
+            edx: 0,
+        },
+        _ => CpuidResult::default(),
+    };
+    assert_eq!(cpuid::xsave_area_size(0, 0x3, host), Some(576));
+    assert_eq!(cpuid::xsave_area_size(0, 0x7, host), Some(832));
+    assert_eq!(cpuid::xsave_area_size(0, 0x27, host), Some(1152));
+    assert_eq!(cpuid::xsave_area_size(1, 0x27, host), Some(896));
+    assert_eq!(cpuid::xsave_area_size(1, 0x23, host), Some(640));
+    assert_eq!(cpuid::xsave_area_size(2, 0x7, host), None);
+}
+
+#[test]
 fn cpuid_exit_is_answered_and_skipped() {
     let r = run(vec![
         step(|s| {

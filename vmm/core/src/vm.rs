@@ -333,13 +333,14 @@ impl<'a> Vm<'a> {
                 Next::Resume
             }
             ExitReason::Cpuid => {
-                let r = cpuid::answer(
-                    s.rax.value() as u32,
-                    s.rcx.value() as u32,
-                    ctx.index,
-                    s.cr4.value(),
-                    |leaf, sub| self.platform.host_cpuid(leaf, sub),
-                );
+                let (leaf, subleaf) = (s.rax.value() as u32, s.rcx.value() as u32);
+                let host = |leaf, sub| self.platform.host_cpuid(leaf, sub);
+                let mut r = cpuid::answer(leaf, subleaf, ctx.index, s.cr4.value(), host);
+                if leaf == 0xd && r.eax != 0 {
+                    if let Some(size) = cpuid::xsave_area_size(subleaf, s.xcr0.value(), host) {
+                        r.ebx = size;
+                    }
+                }
                 s.rax.charge(r.eax as u64);
                 s.rbx.charge(r.ebx as u64);
                 s.rcx.charge(r.ecx as u64);
