@@ -19,6 +19,7 @@ mod memory;
 mod multiboot;
 mod object;
 mod sched;
+mod shootdown;
 mod trap;
 mod vcpu;
 

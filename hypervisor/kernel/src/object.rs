@@ -13,6 +13,7 @@
 use crate::arch::cpu::{FpuState, USER_CS, USER_DS};
 use crate::arch::entry::Frame;
 use crate::arch::paging::AddressSpace;
+use crate::shootdown::Request;
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -62,9 +63,6 @@ impl<T> Slab<T> {
             Some((gen, Some(t))) if *gen == id.gen => Some(t),
             _ => None,
         }
-    }
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.items.iter().filter_map(|(_, t)| t.as_ref())
     }
     pub fn remove(&mut self, id: Id) -> Option<T> {
         match self.items.get_mut(id.index as usize) {
@@ -383,32 +381,78 @@ impl Kernel {
         }
     }
 
+    /// Unmaps memory that revocation removed; returns when no CPU can use the old
+    /// translations any more.
     pub fn removed_memory(&mut self, removed: Vec<mapdb::Mapping<PdId, u64>>) {
+        let request = self.unmap(removed);
+        self.shoot(&request);
+    }
+
+    /// Removes `removed` from the page tables; the CPUs that may still hold the old
+    /// translations are the request to send.
+    fn unmap(&mut self, removed: Vec<mapdb::Mapping<PdId, u64>>) -> Request {
+        let mut request = Request::default();
         for m in removed {
             if let Some(pd) = self.pds.get_mut(m.space) {
                 pd.space.unmap(m.base << 12, m.order);
                 pd.tlb_gen += 1;
+                request.add(self.cpus_using(m.space));
             }
         }
-        self.sched.shootdown();
+        request
     }
 
+    /// The CPUs (bit n: CPU n) that may use translations of `pd`: those with its
+    /// page table loaded and, for a VM, those running one of its vCPUs. (A CPU
+    /// that ran a vCPU before flushes at its next entry: `Vcpu::tlb_seen`.)
+    fn cpus_using(&self, pd: PdId) -> u64 {
+        let guests = self
+            .pds
+            .get(pd)
+            .and_then(|p| p.vm.as_ref())
+            .map_or(0, |vm| vm.running_on);
+        guests | self.sched.cpus_with_space(pd)
+    }
+
+    /// Sends `request` and waits for it (see `shootdown`); false if a CPU did not
+    /// answer, and what the caller meant to free must then be leaked.
+    pub fn shoot(&mut self, request: &Request) -> bool {
+        if request.is_empty() {
+            return true;
+        }
+        let answered = request.send(&self.sched.apic_ids);
+        self.sched.spaces_dropped(request.cpus());
+        answered
+    }
+
+    /// Takes ports that revocation removed out of the I/O bitmaps; returns when no
+    /// CPU lets a thread use them any more.
     pub fn removed_ports(&mut self, removed: Vec<mapdb::Mapping<PdId, u64>>) {
+        let request = self.deny_ports(removed);
+        self.shoot(&request);
+    }
+
+    /// Removes `removed` from the I/O bitmaps; the CPUs that still have one of
+    /// those bitmaps loaded are the request to send.
+    fn deny_ports(&mut self, removed: Vec<mapdb::Mapping<PdId, u64>>) -> Request {
+        let mut request = Request::default();
         for m in removed {
             if let Some(pd) = self.pds.get_mut(m.space) {
                 for port in m.base..(m.base + (1u64 << m.order)).min(65536) {
                     pd.io_bitmap[(port / 8) as usize] |= 1 << (port % 8);
                 }
+                request.deny_ports(self.sched.cpus_with_ports(m.space));
             }
         }
         self.sched.reload_io_bitmaps();
+        request
     }
 
     fn destroy_pd(&mut self, id: PdId) -> Vec<mapdb::Mapping<PdId, ObjRef>> {
         let mem = self.mem.remove_space(id);
-        self.removed_memory(mem);
+        let mut request = self.unmap(mem);
         let io = self.io.remove_space(id);
-        self.removed_ports(io);
+        request.merge(self.deny_ports(io));
         let objs = self.obj.remove_space(id);
         // ECs bound to this PD die with it
         let ecs: Vec<EcId> = self
@@ -429,13 +473,19 @@ impl Kernel {
                 crate::ipc::abort_ec(self, ec);
             }
         }
+        // no CPU may walk its tables or run its guests any more when they are freed
+        request.add(self.cpus_using(id));
+        let quiet = self.shoot(&request);
         if let Some(pd) = self.pds.remove(id) {
             self.sched.forget_pd(id);
             if let Some(parent) = pd.parent {
                 self.uncharge(parent, pd.kmem_quota);
             }
-            if pd.vm.is_some() {
-                crate::vcpu::release_space(self, id, pd.vm, pd.space);
+            if let Some(vm) = &pd.vm {
+                self.virt.free_tag(vm);
+            }
+            if !quiet {
+                core::mem::forget(pd.space);
             }
         }
         objs

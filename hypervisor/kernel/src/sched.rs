@@ -19,6 +19,8 @@ pub struct CpuSched {
     timeouts: BTreeSet<(u64, EcId)>,
     fpu_owner: Option<EcId>,
     io_loaded: Option<PdId>,
+    /// The PD whose page table this CPU has loaded (it may still cache its
+    /// translations, even while idle) and the TLB generation it flushed for.
     tlb: Option<(PdId, u64)>,
     /// The FS base MSR as last written on this CPU (anything that changes the MSR
     /// behind the scheduler's back must reset this to `None`).
@@ -90,17 +92,32 @@ impl Scheduler {
         }
     }
 
-    /// Memory was unmapped: other CPUs flush when they next enter the kernel
-    /// (they are poked so that this happens soon).
-    pub fn shootdown(&mut self) {
-        let me = crate::arch::smp::cpu_id();
+    /// The CPUs (bit n: CPU n) that have `pd`'s page table loaded.
+    pub fn cpus_with_space(&self, pd: PdId) -> u64 {
+        self.cpus
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.tlb.is_some_and(|(p, _)| p == pd))
+            .fold(0, |mask, (i, _)| mask | 1 << i)
+    }
+
+    /// The CPUs (bit n: CPU n) whose TSS holds `pd`'s I/O permission bitmap.
+    pub fn cpus_with_ports(&self, pd: PdId) -> u64 {
+        self.cpus
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.io_loaded == Some(pd))
+            .fold(0, |mask, (i, _)| mask | 1 << i)
+    }
+
+    /// The CPUs of `mask` acknowledged a shootdown: they now run on the kernel's
+    /// page table (see `shootdown`).
+    pub fn spaces_dropped(&mut self, mask: u64) {
         for (i, c) in self.cpus.iter_mut().enumerate() {
-            c.tlb = None;
-            if i != me && c.running.is_some() {
-                apic::send_fixed(self.apic_ids[i], apic::VECTOR_RESCHEDULE);
+            if mask & (1 << i) != 0 {
+                c.tlb = None;
             }
         }
-        cpu::flush_tlb();
     }
 
     pub fn reload_io_bitmaps(&mut self) {
@@ -200,7 +217,6 @@ pub fn account(k: &mut Kernel, cpu: usize) {
 
 /// Chooses what this CPU runs next and prepares the hardware for it.
 pub fn dispatch(k: &mut Kernel, cpu: usize) -> Next {
-    crate::vcpu::reap(k, cpu);
     let now = cpu::rdtsc();
     for ec in k.sched.expired(cpu, now) {
         crate::ipc::timeout(k, ec);
@@ -291,9 +307,10 @@ fn switch_to(k: &mut Kernel, cpu: usize, ec: EcId) -> Next {
         return Next::Idle;
     };
     let c = &mut k.sched.cpus[cpu];
-    cpu::write_cr3(pd.space.root());
-    if c.tlb != Some((pd_id, pd.tlb_gen)) {
-        cpu::flush_tlb();
+    let root = pd.space.root();
+    // a shootdown or a guest run (VMX) may have left the kernel's table loaded
+    if c.tlb != Some((pd_id, pd.tlb_gen)) || cpu::read_cr3() != root {
+        cpu::load_cr3(root);
         c.tlb = Some((pd_id, pd.tlb_gen));
     }
     let fs_base = e.fs_base;

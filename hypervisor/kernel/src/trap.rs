@@ -14,6 +14,20 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// The big kernel lock: all kernel state, one CPU in the kernel at a time.
 pub static KERNEL: spin::Mutex<Option<Kernel>> = spin::Mutex::new(None);
 
+/// Takes the big kernel lock. While another CPU holds it, this one answers its
+/// shootdown requests: that CPU may be waiting for them (see `shootdown`).
+pub fn lock_kernel() -> spin::MutexGuard<'static, Option<Kernel>> {
+    loop {
+        if let Some(guard) = KERNEL.try_lock() {
+            return guard;
+        }
+        while KERNEL.is_locked() {
+            crate::shootdown::acknowledge();
+            core::hint::spin_loop();
+        }
+    }
+}
+
 static ONLINE_MASK: AtomicU64 = AtomicU64::new(0);
 
 pub fn set_online(cpu: usize) {
@@ -119,7 +133,7 @@ pub fn pd_name(_k: &Kernel, pd: PdId) -> u32 {
 pub fn start_scheduling() -> ! {
     let cpu = smp::cpu_id();
     let next = {
-        let mut guard = KERNEL.lock();
+        let mut guard = lock_kernel();
         crate::sched::dispatch(guard.as_mut().expect("kernel state"), cpu)
     };
     leave(next)
@@ -153,7 +167,7 @@ extern "C" fn syscall_handler(frame: &mut Frame) -> ! {
     let cpu = smp::cpu_id();
     let mut guest = None;
     let next = {
-        let mut guard = KERNEL.lock();
+        let mut guard = lock_kernel();
         let k = guard.as_mut().expect("kernel state");
         if let Some(ec) = save_user(k, cpu, frame) {
             debug_assert_eq!(frame.vector, SYSCALL_VECTOR);
@@ -192,7 +206,7 @@ extern "C" fn syscall_handler(frame: &mut Frame) -> ! {
         (None, Some((caller, mut entry))) => {
             // the guest runs without the kernel lock
             let exit = crate::vcpu::enter(&mut entry);
-            let mut guard = KERNEL.lock();
+            let mut guard = lock_kernel();
             let k = guard.as_mut().expect("kernel state");
             let answered = crate::vcpu::finish(k, cpu, caller, entry, exit);
             if answered {
@@ -224,7 +238,7 @@ extern "C" fn trap_entry(frame: &mut Frame) -> ! {
     }
     let cpu = smp::cpu_id();
     let next = {
-        let mut guard = KERNEL.lock();
+        let mut guard = lock_kernel();
         let k = guard.as_mut().expect("kernel state");
         let ec = if from_user {
             save_user(k, cpu, frame)

@@ -6,8 +6,9 @@
 //! The guest runs *without* the big kernel lock: `run` prepares an [`Entry`] under
 //! the lock, `enter` runs the guest, and `finish` (under the lock again) writes the
 //! exit into the state page. Everything `enter` touches is a copy or a kernel page
-//! that cannot be freed meanwhile: pages of a vCPU or VM destroyed while it runs go
-//! to the [`Graves`] of its CPU, which that CPU frees once the guest has left.
+//! that cannot be freed meanwhile: destroying a vCPU, or its VM, first makes the
+//! CPU that runs it leave the guest (and, on VMX, VMCLEAR the VMCS) through a
+//! shootdown (`shootdown`), and waits for it.
 
 use crate::arch::{cpu, paging, phys, smp, svm, vmx};
 use crate::hypercall::Outcome;
@@ -111,24 +112,20 @@ pub fn vm_format() -> KResult<paging::Format> {
 /// What makes a PD a VM: its tag for tagged TLBs (SVM ASID / VMX VPID).
 pub struct Vm {
     pub tag: u32,
+    /// The CPUs (bit n: CPU n) running one of its vCPUs, from `prepare` to `finish`:
+    /// those a revocation must make leave the guest.
+    pub running_on: u64,
 }
 
-/// Allocator of VM tags, the graves of each CPU, and the capability check of the
-/// last `vcpu_run` per CPU.
+/// Allocator of VM tags, and the capability check of the last `vcpu_run` per CPU.
 #[derive(Default)]
 pub struct VirtState {
     tags: Vec<bool>,
-    graves: Vec<(usize, Grave)>,
     /// Per CPU: (caller PD, selector, vCPU) of the last `vcpu_run` whose capability
     /// check passed. Valid until an object capability is removed anywhere (rights
     /// only shrink by removal), so the mapping-database lookup is skipped on the
     /// round trips of a VMM that keeps running the same vCPU.
     checked: Vec<Option<(PdId, u64, EcId)>>,
-}
-
-enum Grave {
-    Hw(Hw, [u64; 2]),
-    Space(paging::AddressSpace),
 }
 
 impl VirtState {
@@ -141,7 +138,10 @@ impl VirtState {
         };
         if let Some(i) = self.tags.iter().skip(1).position(|used| !used) {
             self.tags[i + 1] = true;
-            return Ok(Vm { tag: i as u32 + 1 });
+            return Ok(Vm {
+                tag: i as u32 + 1,
+                running_on: 0,
+            });
         }
         let next = self.tags.len().max(1);
         if next >= limit {
@@ -149,7 +149,10 @@ impl VirtState {
         }
         self.tags.resize(next + 1, false);
         self.tags[next] = true;
-        Ok(Vm { tag: next as u32 })
+        Ok(Vm {
+            tag: next as u32,
+            running_on: 0,
+        })
     }
 
     /// Object capabilities were removed: forget the checks made so far.
@@ -437,7 +440,6 @@ fn prepare(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> KResult<Option<E
     };
     let here = smp::cpu_id();
     let id = VirtState::vcpu_cap(k, here, pd, sel)?;
-    reap(k, here);
     let Some(e) = k.ecs.get(id).filter(|e| e.vcpu.is_some()) else {
         return Err(Status::BadCapability);
     };
@@ -516,6 +518,7 @@ fn prepare(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> KResult<Option<E
     let flush = v.tlb_seen != gen;
     v.tlb_seen = gen;
     v.running = true;
+    let vm = e.pd;
     let entry = Entry {
         vcpu: id,
         hw: v.hw,
@@ -523,6 +526,9 @@ fn prepare(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> KResult<Option<E
         xcr0: v.xcr0,
         tsc_aux: v.tsc_aux,
     };
+    if let Some(vm) = k.pds.get_mut(vm).and_then(|p| p.vm.as_mut()) {
+        vm.running_on |= 1 << here;
+    }
     crate::sched::load_fpu(k, here, id);
     Ok(Some(entry))
 }
@@ -622,15 +628,15 @@ pub fn finish(
     entry: Entry,
     exit: Option<ExitInfo>,
 ) -> bool {
-    reap(k, cpu);
     let result = match k.ecs.get_mut(entry.vcpu) {
         Some(e) if e.vcpu.is_some() => {
             let recall = e.recall;
+            let vm = e.pd;
             let v = e.vcpu.as_mut().expect("checked");
             v.running = false;
             v.hw = entry.hw;
             let groups = field::GUEST | v.unpublished;
-            match exit {
+            let answer = match exit {
                 Some(info) => {
                     publish(v, info, groups);
                     Some(Status::Success)
@@ -642,7 +648,11 @@ pub fn finish(
                     Some(Status::Success)
                 }
                 None => None,
+            };
+            if let Some(vm) = k.pds.get_mut(vm).and_then(|p| p.vm.as_mut()) {
+                vm.running_on &= !(1 << cpu);
             }
+            answer
         }
         _ => Some(Status::Aborted),
     };
@@ -666,72 +676,29 @@ pub fn finish(
     }
 }
 
-/// Frees what was buried for `cpu` (called on that CPU, no guest running there).
-pub fn reap(k: &mut Kernel, cpu: usize) {
-    if !k.virt.graves.iter().any(|(c, _)| *c == cpu) {
-        return;
-    }
-    let (mine, rest): (Vec<_>, Vec<_>) = core::mem::take(&mut k.virt.graves)
-        .into_iter()
-        .partition(|(c, _)| *c == cpu);
-    k.virt.graves = rest;
-    for (_, g) in mine {
-        match g {
-            Grave::Hw(hw, pages) => free_hw(hw, pages),
-            Grave::Space(space) => drop(space),
-        }
+/// VMCLEARs the VMCS at `vmcs` on this CPU (a shootdown asked for it: its vCPU,
+/// bound to this CPU, is being destroyed).
+pub fn vmclear_here(vmcs: u64) {
+    if let Some(CpuArea::Vmx(a)) = CPU_AREAS[smp::cpu_id()].lock().as_mut() {
+        vmx::clear(vmcs, a);
     }
 }
 
-fn free_hw(hw: Hw, pages: [u64; 2]) {
-    if let Hw::Vmx(h) = hw {
-        if let Some(CpuArea::Vmx(a)) = CPU_AREAS[smp::cpu_id()].lock().as_mut() {
-            h.clear(a);
-        }
-    }
-    pages.into_iter().for_each(crate::trap::free_page);
-}
-
-/// Releases the vCPU part of a destroyed EC bound to `cpu`.
+/// Releases the vCPU part of a destroyed EC bound to `cpu`. Its hardware state is
+/// freed once that CPU has left the guest and (VMX) VMCLEARed the VMCS.
 pub fn destroy(k: &mut Kernel, cpu: usize, v: &Vcpu) {
     let removed = k.mem.revoke(v.owner, v.state_va >> 12, 0, true);
     k.removed_memory(removed);
     crate::trap::free_page(v.state_pa);
     k.uncharge(v.owner, KMEM_VCPU);
-    let vmx = matches!(v.hw, Hw::Vmx(_));
-    if v.running || (vmx && cpu != smp::cpu_id()) {
-        // the CPU may still use the VMCB/VMCS: it frees them itself
-        k.virt.graves.push((cpu, Grave::Hw(v.hw, v.pages)));
-        if cpu != smp::cpu_id() {
-            crate::arch::apic::send_fixed(
-                k.sched.apic_ids[cpu],
-                crate::arch::apic::VECTOR_RESCHEDULE,
-            );
-        }
-    } else {
-        free_hw(v.hw, v.pages);
+    let mut request = crate::shootdown::Request::default();
+    match v.hw {
+        // the VMCS may be active on its CPU even if it does not run it now
+        Hw::Vmx(h) => request.vmclear(cpu, h.pa()),
+        Hw::Svm(_) if v.running => request.add(1 << cpu),
+        Hw::Svm(_) => {}
     }
-}
-
-/// Releases the guest-physical space of a destroyed VM `id`: at once, or after
-/// the vCPUs that still run in it have left.
-pub fn release_space(k: &mut Kernel, id: PdId, vm: Option<Vm>, space: paging::AddressSpace) {
-    if let Some(vm) = vm {
-        k.virt.free_tag(&vm);
-    }
-    let running = k
-        .ecs
-        .iter()
-        .find(|e| e.pd == id && e.vcpu.as_ref().is_some_and(|v| v.running))
-        .map(|e| e.cpu);
-    match running {
-        Some(cpu) => {
-            k.virt.graves.push((cpu, Grave::Space(space)));
-            crate::arch::apic::send_fixed(
-                k.sched.apic_ids[cpu],
-                crate::arch::apic::VECTOR_RESCHEDULE,
-            );
-        }
-        None => drop(space),
+    if k.shoot(&request) {
+        v.pages.into_iter().for_each(crate::trap::free_page);
     }
 }

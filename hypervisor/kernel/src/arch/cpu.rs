@@ -74,6 +74,13 @@ pub fn write_cr3(pml4: u64) {
     }
 }
 
+/// Loads `pml4` into CR3 even if it is already there: every non-global TLB entry
+/// and paging-structure cache entry is dropped.
+pub fn load_cr3(pml4: u64) {
+    // SAFETY: as for `write_cr3`: `pml4` maps the kernel half like every other table.
+    unsafe { asm!("mov cr3, {}", in(reg) pml4, options(nostack)) };
+}
+
 pub fn flush_tlb() {
     // SAFETY: rewriting CR3 with its own value flushes non-global TLB entries.
     unsafe { asm!("mov {0}, cr3", "mov cr3, {0}", out(reg) _, options(nostack)) };

@@ -182,14 +182,16 @@ impl AddressSpace {
     }
 
     /// Maps [va, va + 2^order pages) to [pa, ...) with `flags` (P|U added), using
-    /// 2 MiB or 1 GiB pages where alignment allows. Existing mappings are replaced.
+    /// 2 MiB or 1 GiB pages where alignment allows and no table is in the way.
+    /// Existing mappings are replaced. No page-table page is freed here: another
+    /// CPU may still cache an entry that points to it (they go with the space).
     pub fn map(&mut self, va: u64, pa: u64, order: u8, flags: u64) -> Result<(), OutOfMemory> {
         let size = PAGE_SIZE << order;
         let mut off = 0;
         while off < size {
             let (v, p) = (va + off, pa + off);
             let left = size - off;
-            let max = self.max_level();
+            let max = self.max_level().min(self.leaf_level_free(v));
             let level = if (v | p) & ((1 << 30) - 1) == 0 && left >= 1 << 30 && max >= 2 {
                 2
             } else if (v | p) & ((1 << 21) - 1) == 0 && left >= 1 << 21 && max >= 1 {
@@ -203,7 +205,24 @@ impl AddressSpace {
         Ok(())
     }
 
-    /// Installs one leaf at `level` (0: 4 KiB, 1: 2 MiB, 2: 1 GiB).
+    /// The highest level (2: 1 GiB) at which a leaf for `va` would replace no table.
+    fn leaf_level_free(&self, va: u64) -> u32 {
+        let mut table = self.root;
+        for depth in (1..4u32).rev() {
+            let e = entry(table, (va >> (12 + 9 * depth)) & 511);
+            if !self.present(e) || e & PS != 0 {
+                return depth.min(2);
+            }
+            if depth == 1 {
+                break;
+            }
+            table = e & ADDR_MASK;
+        }
+        0
+    }
+
+    /// Installs one leaf at `level` (0: 4 KiB, 1: 2 MiB, 2: 1 GiB); no table may be
+    /// in its place (see `leaf_level_free`).
     fn map_one(&mut self, va: u64, pa: u64, level: u32, flags: u64) -> Result<(), OutOfMemory> {
         let mut table = self.root;
         for depth in (level + 1..4).rev() {
@@ -221,21 +240,19 @@ impl AddressSpace {
         }
         let idx = (va >> (12 + 9 * level)) & 511;
         let old = entry(table, idx);
-        if self.present(old) && old & PS == 0 && level > 0 {
-            self.free_subtree(old & ADDR_MASK, level - 1);
-        }
+        debug_assert!(level == 0 || !self.present(old) || old & PS != 0);
         set_entry(table, idx, self.leaf_entry(pa, flags, level > 0));
         Ok(())
     }
 
-    /// Removes every mapping inside [va, va + 2^order pages).
+    /// Removes every mapping inside [va, va + 2^order pages). CPUs may still hold
+    /// the old translations: the caller shoots them down (`shootdown`).
     pub fn unmap(&mut self, va: u64, order: u8) {
         let end = va.saturating_add(PAGE_SIZE << order).min(USER_END);
         let mut v = va;
         while v < end {
             v = self.unmap_at(v, end);
         }
-        flush_tlb();
     }
 
     /// Clears the leaf containing `va` (if it lies within [va, end)); returns the next address to look at.

@@ -33,6 +33,13 @@ pub fn load_io_bitmap(bitmap: &[u8; 8192]) {
     }
 }
 
+/// Denies every port in this CPU's TSS (until a PD's bitmap is loaded again).
+pub fn deny_all_ports() {
+    let t = tables();
+    // SAFETY: this CPU's descriptor tables (set once at CPU init), used only by it.
+    unsafe { (&mut (*t).io_bitmap)[..8192].fill(0xff) };
+}
+
 fn tables() -> *mut super::cpu::Tables {
     let v: u64;
     // SAFETY: GS points at this CPU's `PerCpu`; `tables` (offset 24) is set once.

@@ -291,6 +291,18 @@ pub fn init_cpu(feat: &Features, alloc: impl Fn() -> Option<u64>) -> Option<CpuA
     (ok == 0).then_some(CpuArea { current: 0 })
 }
 
+/// Takes the VMCS at `vmcs` off this CPU (before its page is freed): the CPU
+/// writes back what it cached of it and never touches it again.
+pub fn clear(vmcs: u64, cpu: &mut CpuArea) {
+    // SAFETY: `vmcs` is a VMCS set up by `Vmcs::new`, active on no CPU but this one
+    // (vCPUs are bound to one CPU); VMCLEAR of a VMCS that is not active here only
+    // writes its launch state into the page, which is still allocated.
+    unsafe { asm!("vmclear [{}]", in(reg) &vmcs, options(nostack)) };
+    if cpu.current == vmcs {
+        cpu.current = 0;
+    }
+}
+
 fn vmread(field: u64) -> u64 {
     let v: u64;
     // SAFETY: called only with a current VMCS on this CPU (see `Vmcs::activate`);
@@ -434,13 +446,14 @@ impl Vmcs {
         }
     }
 
-    /// Takes the VMCS off this CPU (before its page is freed).
+    /// Takes the VMCS off this CPU.
     pub fn clear(&self, cpu: &mut CpuArea) {
-        // SAFETY: the VMCS is only ever active on this CPU (vCPUs are bound to one).
-        unsafe { asm!("vmclear [{}]", in(reg) &self.pa, options(nostack)) };
-        if cpu.current == self.pa {
-            cpu.current = 0;
-        }
+        clear(self.pa, cpu);
+    }
+
+    /// The VMCS page.
+    pub fn pa(&self) -> u64 {
+        self.pa
     }
 
     /// Writes the `charged` groups of `s` into the VMCS (current on this CPU).
