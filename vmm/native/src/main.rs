@@ -4,7 +4,8 @@
 //!
 //! Arguments: `GUEST[:VCPUS] ...` (boot module names; vCPU count default 1),
 //! `--memory MIB` (guest RAM, default 16), `--max-exits N` (default 1,000,000),
-//! `--smoke` (the built-in vCPU check of `smoke.rs` instead), `--raw-bench` (first
+//! `--smoke` (the built-in vCPU check of `smoke.rs` instead), `--shootdown` (the
+//! revocation check of `shootdown.rs` instead, two CPUs), `--raw-bench` (first
 //! measure the kernel's share of an exit round trip), `--echo-check` (at
 //! the end, call the `echo` service of `ipc-pong`: proof that the other components
 //! kept running through the guests).
@@ -14,12 +15,14 @@
 //! | `sys` | selectors, memory, VMs, vCPUs, boot modules, threads (`unsafe` is here and in `platform`) |
 //! | `platform` | guest RAM and the host hooks `vmm-core` asks for |
 //! | `smoke` | the built-in check |
+//! | `shootdown` | revocation reaches a guest and a thread on another CPU before it returns |
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 mod platform;
+mod shootdown;
 mod smoke;
 mod sys;
 
@@ -41,6 +44,7 @@ struct Args {
     memory_mib: u64,
     max_exits: u64,
     smoke: bool,
+    shootdown: bool,
     raw_bench: bool,
     echo_check: bool,
 }
@@ -51,6 +55,7 @@ fn parse(args: &str) -> Result<Args, String> {
         memory_mib: 16,
         max_exits: 1_000_000,
         smoke: false,
+        shootdown: false,
         raw_bench: false,
         echo_check: false,
     };
@@ -63,6 +68,7 @@ fn parse(args: &str) -> Result<Args, String> {
         };
         match w {
             "--smoke" => a.smoke = true,
+            "--shootdown" => a.shootdown = true,
             "--echo-check" => a.echo_check = true,
             "--raw-bench" => a.raw_bench = true,
             "--memory" => a.memory_mib = number("--memory")?,
@@ -113,6 +119,25 @@ fn main() -> i32 {
             }
             Err(e) => {
                 println!("vmm-native: smoke: FAIL: {e}");
+                1
+            }
+        };
+    }
+    if args.shootdown {
+        return match shootdown::run() {
+            Ok((guest, host)) => {
+                println!(
+                    "vmm-native: shootdown: guest: nested page fault after each of {} revokes, {guest} writes after a revoke returned",
+                    shootdown::ROUNDS
+                );
+                println!(
+                    "vmm-native: shootdown: host: fault after each of {} revokes, {host} writes after a revoke returned",
+                    shootdown::ROUNDS
+                );
+                0
+            }
+            Err(e) => {
+                println!("vmm-native: shootdown: FAIL: {e}");
                 1
             }
         };

@@ -42,7 +42,7 @@ pub fn alloc_sel() -> u64 {
 }
 
 /// Asks the roottask to back `2^order` pages at `va` with zeroed memory.
-fn map_memory(va: u64, order: u8) -> Result<(), Status> {
+pub fn map_memory(va: u64, order: u8) -> Result<(), Status> {
     let u = native::utcb();
     u.words[0] = native::parent::OP_MAP;
     u.words[1] = va;
@@ -54,6 +54,21 @@ fn map_memory(va: u64, order: u8) -> Result<(), Status> {
     match u.words[0] {
         0 => Ok(()),
         2 => Err(Status::OutOfMemory),
+        _ => Err(Status::BadParameter),
+    }
+}
+
+/// Gives `pages` pages at `va` back to the roottask, which revokes them.
+pub fn unmap_memory(va: u64, pages: u64) -> Result<(), Status> {
+    let u = native::utcb();
+    u.words[0] = native::parent::OP_UNMAP;
+    u.words[1] = va;
+    u.words[2] = pages;
+    u.untyped = 3;
+    u.typed = 0;
+    syscall::call(native::PARENT)?;
+    match u.words[0] {
+        0 => Ok(()),
         _ => Err(Status::BadParameter),
     }
 }
@@ -100,6 +115,17 @@ impl Vm {
     /// RAM stays the VMM's for the next VM).
     pub fn destroy(self) {
         let _ = syscall::revoke(Crd::obj(self.sel, hyper_abi::obj_rights::ALL), true);
+    }
+
+    /// Lends the VMM's page at `va` to the guest at guest-physical page `gpn`.
+    pub fn lend_page(&self, va: u64, gpn: u64) -> Result<(), Status> {
+        syscall::delegate(self.sel, Crd::mem(va >> 12, 0, mem_rights::RWX), gpn)
+    }
+
+    /// Takes the VMM's page at `va` away from the guest (and from everyone else
+    /// it was lent to); the VMM keeps it.
+    pub fn take_page(&self, va: u64) -> Result<(), Status> {
+        syscall::revoke(Crd::mem(va >> 12, 0, mem_rights::RWX), false)
     }
 
     /// Gives the RAM to this VM again (after `zero`ing it for a new guest).
