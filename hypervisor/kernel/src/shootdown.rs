@@ -1,18 +1,19 @@
 //! Cross-CPU shootdown: a revocation or destruction returns only when no other CPU
 //! can still use what it removed: TLB entries and paging-structure caches of a PD's
-//! page table, guest translations of a VM, or (VMX) a vCPU's VMCS, active on the
-//! CPU that ran it, or the I/O permission bitmap of a PD in a CPU's TSS. The
-//! CPU that removes them (holding the big kernel lock) asks
-//! the CPUs that may hold them with an IPI and waits until each has acknowledged.
+//! page table, guest translations of a VM, a PD's I/O permission bitmap in a CPU's
+//! TSS, or (VMX) a vCPU's VMCS, active on the CPU that ran it. The CPU that removes
+//! them (holding the big kernel lock) asks the CPUs that may hold them with an IPI
+//! and waits until each has acknowledged.
 //!
 //! A CPU acknowledges while it waits for the big kernel lock (`trap::lock_kernel`),
 //! and every way out of user mode, a guest or the idle loop leads there: the IPI
 //! makes a CPU in user mode or idle enter the kernel, and one in a guest exit.
 //! Acknowledging means: the CPU loads the kernel's own page table (it walks no PD's
-//! tables any more and has dropped their TLB entries), denies every port in its
-//! TSS or VMCLEARs a VMCS if it was asked to, and then runs only kernel code until it has the lock. Holding it, it
-//! sees the new page tables and TLB generations and flushes before it returns to a
-//! PD (`sched::switch_to` reloads CR3 and the I/O bitmap) or enters a guest (`vcpu::prepare`).
+//! tables any more and has dropped their TLB entries), denies every port in its TSS
+//! or VMCLEARs a VMCS if it was asked to, and then runs only kernel code until it
+//! has the lock. Holding it, it sees the new page tables and TLB generations and
+//! flushes before it returns to a PD (`sched::switch_to` reloads CR3 and the I/O
+//! bitmap) or enters a guest (`vcpu::prepare`).
 //!
 //! The requester waits with interrupts off and the lock held, so requests never
 //! overlap and no target ever waits for the requester. The wait is bounded: a CPU
