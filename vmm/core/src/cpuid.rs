@@ -81,6 +81,26 @@ pub fn answer(
     r
 }
 
+/// The XCR0 a vCPU starts with: the user state components (x87, SSE, AVX,
+/// AVX-512) the host offers, or x87 alone without XSAVE. Guests enable
+/// these; starting with them keeps the VMM's view of XCR0 (for leaf 0xD's
+/// sizes) right where the guest's XSETBV does not exit: QEMU's TCG does
+/// not intercept XSETBV of a nested SVM guest.
+pub fn start_xcr0(host: impl Fn(u32, u32) -> CpuidResult) -> u64 {
+    const XSAVE: u32 = 1 << 26;
+    const USER_STATES: u64 = 0xe7;
+    if host(0, 0).eax < 0xd || host(1, 0).ecx & XSAVE == 0 {
+        return 1;
+    }
+    let d = host(0xd, 0);
+    let offered = (d.eax as u64 | (d.edx as u64) << 32) & USER_STATES;
+    if offered & 3 == 3 {
+        offered
+    } else {
+        1
+    }
+}
+
 /// Leaf 0xD's EBX for `subleaf` 0 (standard format) or 1 (compacted) with
 /// the guest's XCR0 `xcr0`, from the components' sizes, offsets and
 /// alignments (`host` subleaves 2..): the host's own answer describes the

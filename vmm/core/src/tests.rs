@@ -484,6 +484,23 @@ fn xsave_area_sizes_follow_the_guest_xcr0() {
     assert_eq!(cpuid::xsave_area_size(1, 0x27, host), Some(896));
     assert_eq!(cpuid::xsave_area_size(1, 0x23, host), Some(640));
     assert_eq!(cpuid::xsave_area_size(2, 0x7, host), None);
+    assert_eq!(cpuid::start_xcr0(host), 1, "no XSAVE in leaf 1");
+    let avx_host = |leaf: u32, sub: u32| match (leaf, sub) {
+        (0, _) => CpuidResult {
+            eax: 0xd,
+            ..CpuidResult::default()
+        },
+        (1, _) => CpuidResult {
+            ecx: 1 << 26,
+            ..CpuidResult::default()
+        },
+        (0xd, 0) => CpuidResult {
+            eax: 0x207,
+            ..CpuidResult::default()
+        }, // + PKRU
+        _ => CpuidResult::default(),
+    };
+    assert_eq!(cpuid::start_xcr0(avx_host), 0x7, "user components only");
 }
 
 #[test]

@@ -290,6 +290,8 @@ impl<'a> Vm<'a> {
         let next = match reason {
             ExitReason::Startup => {
                 initial_state(s, ctx.entry, ctx.index);
+                s.xcr0
+                    .charge(cpuid::start_xcr0(|l, sub| self.platform.host_cpuid(l, sub)));
                 Next::Resume
             }
             ExitReason::Recall | ExitReason::ExternalInterrupt => Next::Resume,
