@@ -326,12 +326,14 @@ pub mod posix {
     pub const PROGRAM_SELS: (u64, u64) = (256, 1024);
     pub const RECV_BASE: u64 = 1024;
     pub const RECV_ORDER: u8 = 10;
-    /// `rdi` = CPU: the calling thread's next `clone` starts the new thread (and
-    /// its handler) on that CPU, which must be one of the component's `cpus`.
-    /// Answers 0, or -EINVAL for a CPU the component may not use. Used once by
-    /// that `clone`; without it threads go round robin over the `cpus`.
-    /// `rdi` = `u64::MAX` withdraws the request.
-    pub const SYSCALL_NEXT_THREAD_CPU: u64 = 0x5445_0001;
+    /// Places the calling thread's next `clone`: `rdi` = the CPU of the new
+    /// thread and its handler (one of the component's `cpus`; `u64::MAX`:
+    /// round robin, as without this call), `rsi` = 1 for a background thread
+    /// (one priority below the component's: any other thread of it that
+    /// becomes ready on that CPU preempts it), 0 for a normal one. Answers 0,
+    /// or -EINVAL for a CPU the component may not use. Used once by that
+    /// `clone`; `rdi` = `rsi` = `u64::MAX` withdraws the request.
+    pub const SYSCALL_NEXT_THREAD: u64 = 0x5445_0001;
     /// Addresses `[PROGRAM_MAPPED.0, PROGRAM_MAPPED.1)` are the program's to fill
     /// through the roottask (`OP_MAP`) or the kernel (vCPU state pages, UTCBs):
     /// the posix-server never places a mapping there, and a fault there is a

@@ -335,7 +335,13 @@ fn start(c: Caller) -> Result<(), String> {
     let cpu = comp.cpu;
     // install first: the thread's first system call needs the process
     process::install(p, native::FREE_SEL + 1);
-    process::with(c, |p| thread::spawn(p, c, &regs, cpu))
-        .map(|_| ())
-        .map_err(|e| bad("main thread", e))
+    process::with(c, |p| {
+        let place = process::Placement {
+            cpu,
+            priority: p.priority,
+        };
+        thread::spawn(p, c, &regs, place)
+    })
+    .map(|_| ())
+    .map_err(|e| bad("main thread", e))
 }

@@ -18,6 +18,13 @@ use posix::memmap::{Block, MemoryMap, Released};
 use posix::vfs::Vfs;
 use posix::Errno;
 
+/// Where a new thread runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub cpu: u32,
+    pub priority: u8,
+}
+
 /// One program thread (a slot of the thread table).
 pub struct Thread {
     pub tid: i32,
@@ -27,8 +34,8 @@ pub struct Thread {
     pub alive: bool,
     pub sigmask: u64,
     /// Where this thread's next `clone` puts the new thread
-    /// (`SYSCALL_NEXT_THREAD_CPU`); round robin when `None`.
-    pub next_thread_cpu: Option<u32>,
+    /// (`SYSCALL_NEXT_THREAD`); round robin, normal priority when `None`.
+    pub next_thread: Option<Placement>,
     /// `prctl(PR_SET_NAME)`: up to 15 bytes, NUL-padded.
     pub name: [u8; 16],
 }
@@ -191,27 +198,49 @@ impl Process {
         }
     }
 
-    /// The CPU of the next thread that the thread in `slot` creates: the one it
-    /// asked for, else round robin over the allowed ones.
-    pub fn cpu_for_new_thread(&mut self, slot: usize) -> u32 {
+    /// Where the next thread that the thread in `slot` creates runs: as it
+    /// asked, else round robin over the allowed CPUs at the component's
+    /// priority.
+    pub fn place_new_thread(&mut self, slot: usize) -> Placement {
         let asked = self.threads[slot]
             .as_mut()
-            .and_then(|t| t.next_thread_cpu.take());
-        asked.unwrap_or_else(|| self.pick_cpu())
+            .and_then(|t| t.next_thread.take());
+        asked.unwrap_or_else(|| Placement {
+            cpu: self.pick_cpu(),
+            priority: self.priority,
+        })
     }
 
-    /// `SYSCALL_NEXT_THREAD_CPU`: the next thread of `slot` starts on `cpu`.
-    /// (`u64::MAX` withdraws the request.)
-    pub fn set_next_thread_cpu(&mut self, slot: usize, cpu: u64) -> Result<u64, Errno> {
-        let cpu = match cpu {
-            u64::MAX => None,
-            c => match u32::try_from(c) {
-                Ok(c) if self.cpus.contains(&c) => Some(c),
-                _ => return Err(Errno::EINVAL),
-            },
+    /// `SYSCALL_NEXT_THREAD`: where the next thread of `slot` runs (`cpu`
+    /// `u64::MAX`: round robin; `background` 1: one priority below the
+    /// component's). Both `u64::MAX` withdraw the request.
+    pub fn set_next_thread(
+        &mut self,
+        slot: usize,
+        cpu: u64,
+        background: u64,
+    ) -> Result<u64, Errno> {
+        let placement = match (cpu, background) {
+            (u64::MAX, u64::MAX) => None,
+            (cpu, background @ (0 | 1)) => {
+                let cpu = match cpu {
+                    u64::MAX => self.pick_cpu(),
+                    c => match u32::try_from(c) {
+                        Ok(c) if self.cpus.contains(&c) => c,
+                        _ => return Err(Errno::EINVAL),
+                    },
+                };
+                let priority = if background == 1 {
+                    self.priority.saturating_sub(1).max(1)
+                } else {
+                    self.priority
+                };
+                Some(Placement { cpu, priority })
+            }
+            _ => return Err(Errno::EINVAL),
         };
         let t = self.threads[slot].as_mut().ok_or(Errno::ESRCH)?;
-        t.next_thread_cpu = cpu;
+        t.next_thread = placement;
         Ok(0)
     }
 

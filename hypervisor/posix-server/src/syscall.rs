@@ -99,8 +99,8 @@ pub fn dispatch(c: Caller, slot: usize, regs: &mut Regs) -> After {
         },
         nr::SCHED_YIELD => Ok(0),
         hyper_abi::posix::SYSCALL_UTCB => Ok(layout::thread_utcb(slot)),
-        hyper_abi::posix::SYSCALL_NEXT_THREAD_CPU => {
-            process::with(c, |p| p.set_next_thread_cpu(slot, a[0]))
+        hyper_abi::posix::SYSCALL_NEXT_THREAD => {
+            process::with(c, |p| p.set_next_thread(slot, a[0], a[1]))
         }
         _ => process::with(c, |p| serve(p, c, slot, n, a)),
     };
@@ -446,23 +446,59 @@ fn put_stat(p: &mut Process, c: Caller, st: &posix::vfs::Stat, addr: u64) -> R {
 /// Largest single read or write we copy at once.
 const IO_CHUNK: u64 = 1 << 20;
 
+/// Most bytes one `read` or `write` moves, as on Linux.
+const IO_MAX: u64 = 0x7fff_f000;
+
+/// Reads in chunks of [`IO_CHUNK`] until `len` bytes or a short chunk (end of
+/// file, a terminal with less input): a regular file gives all that was
+/// asked for in one call, as on Linux (callers such as vm-memory rely on it).
 fn read(p: &mut Process, c: Caller, fd: i32, addr: u64, len: u64, at: Option<i64>) -> R {
+    let len = len.min(IO_MAX);
     let mut buf = vec![0u8; len.min(IO_CHUNK) as usize];
-    p.touch(c, addr, buf.len() as u64, true)?;
-    let n = match at {
-        Some(off) => p.vfs.pread(fd, &mut buf, off)?,
-        None => p.vfs.read(fd, &mut buf)?,
-    };
-    p.copy_out(c, addr, &buf[..n]).map(|_| n as u64)
+    let mut done = 0;
+    while done < len {
+        let chunk = (len - done).min(IO_CHUNK) as usize;
+        p.touch(c, addr + done, chunk as u64, true)?;
+        let got = match at {
+            Some(off) => p.vfs.pread(fd, &mut buf[..chunk], off + done as i64),
+            None => p.vfs.read(fd, &mut buf[..chunk]),
+        };
+        let n = match got {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        p.copy_out(c, addr + done, &buf[..n])?;
+        done += n as u64;
+        if n < chunk {
+            break;
+        }
+    }
+    Ok(done)
 }
 
+/// Writes in chunks of [`IO_CHUNK`] until `len` bytes or a short write.
 fn write(p: &mut Process, c: Caller, fd: i32, addr: u64, len: u64, at: Option<i64>) -> R {
-    let data = p.copy_in(c, addr, len.min(IO_CHUNK) as usize)?;
-    let n = match at {
-        Some(off) => p.vfs.pwrite(fd, &data, off)?,
-        None => p.vfs.write(fd, &data)?,
-    };
-    Ok(n as u64)
+    let len = len.min(IO_MAX);
+    let mut done = 0;
+    while done < len {
+        let chunk = (len - done).min(IO_CHUNK) as usize;
+        let data = p.copy_in(c, addr + done, chunk)?;
+        let put = match at {
+            Some(off) => p.vfs.pwrite(fd, &data, off + done as i64),
+            None => p.vfs.write(fd, &data),
+        };
+        let n = match put {
+            Ok(n) => n,
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        };
+        done += n as u64;
+        if n < chunk {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 fn vectored(p: &mut Process, c: Caller, out: bool, fd: i32, iov: u64, count: u64) -> R {
@@ -818,10 +854,10 @@ fn clone(c: Caller, slot: usize, regs: &Regs, a: [u64; 6]) -> R {
         child[exc::FS_BASE] = tls;
     }
     process::with(c, |p| {
-        let cpu = p.cpu_for_new_thread(slot);
+        let place = p.place_new_thread(slot);
         // the tid is written before the child can run: it starts only when
         // `spawn` gives it its scheduling context, after the state is set
-        let (child_slot, tid) = thread::spawn(p, c, &child, cpu)?;
+        let (child_slot, tid) = thread::spawn(p, c, &child, place)?;
         if flags & CLONE_CHILD_CLEARTID != 0 {
             if let Some(t) = p.threads[child_slot].as_mut() {
                 t.clear_child_tid = ctid;

@@ -11,7 +11,7 @@
 //! reaping exited threads' kernel objects.
 
 use crate::layout::{self, SLOT_SEL, SLOT_SELS};
-use crate::process::{self, Process, Thread};
+use crate::process::{self, Placement, Process, Thread};
 use crate::roottask::{self, Caller};
 use crate::syscall;
 use alloc::boxed::Box;
@@ -99,9 +99,16 @@ pub fn reap(p: &mut Process) {
     }
 }
 
-/// Starts a program thread with user state `regs` on `cpu`; its slot and tid.
-/// `c` is the caller, whose UTCB carries the state to the kernel.
-pub fn spawn(p: &mut Process, c: Caller, regs: &Regs, cpu: u32) -> Result<(usize, i32), Errno> {
+/// Starts a program thread with user state `regs` where `place` says (its
+/// handler on the same CPU); its slot and tid. `c` is the caller, whose UTCB
+/// carries the state to the kernel.
+pub fn spawn(
+    p: &mut Process,
+    c: Caller,
+    regs: &Regs,
+    place: Placement,
+) -> Result<(usize, i32), Errno> {
+    let cpu = place.cpu;
     reap(p);
     let slot = match p.threads.iter().position(|t| t.is_none()) {
         Some(s) => s,
@@ -165,10 +172,10 @@ pub fn spawn(p: &mut Process, c: Caller, regs: &Regs, cpu: u32) -> Result<(usize
         clear_child_tid: 0,
         alive: true,
         sigmask: 0,
-        next_thread_cpu: None,
+        next_thread: None,
         name: [0; 16],
     });
-    if let Err(e) = hc::create_sc(s.sc(), s.ec(), p.priority, 10_000) {
+    if let Err(e) = hc::create_sc(s.sc(), s.ec(), place.priority, 10_000) {
         p.threads[slot].as_mut().expect("just set").alive = false;
         reap(p);
         return Err(status(e));

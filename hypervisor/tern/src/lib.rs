@@ -6,7 +6,7 @@
 //! Also what a VMM needs beyond IPC: memory it maps itself
 //! ([`map_memory`], only inside `hyper_abi::posix::PROGRAM_MAPPED`), selectors
 //! for the kernel objects it creates ([`alloc_sel`]), and threads started on a
-//! chosen CPU ([`spawn_on_cpu`]; a vCPU runs only from a thread on its CPU).
+//! chosen CPU ([`spawn_placed`]; a vCPU runs only from a thread on its CPU).
 //!
 //! Owns: the safe wrappers over the hypercalls a std program may make itself
 //! (tagged with `NATIVE_TAG`, so the kernel does not reflect them to the
@@ -299,14 +299,14 @@ fn reserve_page() -> Result<u64, Error> {
     Ok(r as u64)
 }
 
-/// A raw Linux system call with one argument: its return value (`-errno` on
+/// A raw Linux system call with two arguments: its return value (`-errno` on
 /// failure). For the posix-server's own numbers (`hyper_abi::posix`).
-fn syscall1(nr: u64, a0: u64) -> i64 {
+fn syscall2(nr: u64, a0: u64, a1: u64) -> i64 {
     let r: i64;
     // SAFETY: the posix-server's system calls read only their register
     // arguments; on Linux the number is unknown and answers -ENOSYS.
     unsafe {
-        std::arch::asm!("syscall", inlateout("rax") nr as i64 => r, in("rdi") a0,
+        std::arch::asm!("syscall", inlateout("rax") nr as i64 => r, in("rdi") a0, in("rsi") a1,
             lateout("rcx") _, lateout("r11") _, options(nostack));
     }
     r
@@ -330,11 +330,22 @@ pub fn cpus() -> Result<Vec<u32>, Error> {
     Ok((0..64).filter(|i| mask & (1 << i) != 0).collect())
 }
 
-/// Starts `f` on a new thread (made by `builder`) that runs on `cpu`, one of
-/// the component's `cpus`. The thread and its posix-server handler live on that
-/// CPU for good.
-pub fn spawn_on_cpu<F, T>(
-    cpu: u32,
+/// Where a new thread runs ([`spawn_placed`]). Tern threads never move.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// Its CPU, one of the component's `cpus`; `None`: round robin.
+    pub cpu: Option<u32>,
+    /// One priority below the component's other threads, so any of them
+    /// that becomes ready on the same CPU preempts it (equal priorities only
+    /// take turns every 10 ms): for threads that compute for long stretches,
+    /// such as the handler threads of vCPUs.
+    pub background: bool,
+}
+
+/// Starts `f` on a new thread (made by `builder`) placed as `place` says; its
+/// posix-server handler lives on the same CPU.
+pub fn spawn_placed<F, T>(
+    place: Placement,
     builder: std::thread::Builder,
     f: F,
 ) -> std::io::Result<std::thread::JoinHandle<T>>
@@ -342,17 +353,18 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let r = syscall1(posix::SYSCALL_NEXT_THREAD_CPU, cpu as u64);
+    let cpu = place.cpu.map_or(u64::MAX, u64::from);
+    let r = syscall2(posix::SYSCALL_NEXT_THREAD, cpu, place.background as u64);
     if r == -38 {
         return Err(std::io::Error::other(Error::NotOnTern));
     }
     if r < 0 {
-        return Err(std::io::Error::other(Error::NoSuchCpu(cpu)));
+        return Err(std::io::Error::other(Error::NoSuchCpu(cpu as u32)));
     }
     let spawned = builder.spawn(f);
     if spawned.is_err() {
-        // the request was not used: the next thread goes round robin again
-        syscall1(posix::SYSCALL_NEXT_THREAD_CPU, u64::MAX);
+        // the request was not used: the next thread is an ordinary one again
+        syscall2(posix::SYSCALL_NEXT_THREAD, u64::MAX, u64::MAX);
     }
     spawned
 }

@@ -13,8 +13,11 @@
 //!   [`STATE_BASE`] + 4 KiB × n. Both ranges lie in
 //!   `hyper_abi::posix::PROGRAM_MAPPED`, which the posix-server never hands out.
 //! - **Threads**: vCPU `id`'s handler thread starts on the component's CPU
-//!   `cpus[id % cpus.len()]` ([`tern::spawn_on_cpu`]); the kernel runs a vCPU
-//!   only from a thread on its CPU, and Tern threads never move.
+//!   `cpus[id % cpus.len()]` ([`tern::spawn_placed`]); the kernel runs a vCPU
+//!   only from a thread on its CPU, and Tern threads never move. It runs in
+//!   the background (one priority below the VMM's other threads): a guest
+//!   that computes must not keep the VMM's timer and I/O threads on the same
+//!   CPU waiting for the end of its 10 ms time slice.
 //!
 //! Owns: those resources and their release when the host is dropped. Must not
 //! touch: exit handling (vcpu-api's `tern` backend, the machine) or CPUID
@@ -238,7 +241,11 @@ impl Host for TernHost {
     ) -> Result<JoinHandle<()>, HostError> {
         let cpu = self.cpu_of(id);
         let builder = std::thread::Builder::new().name(format!("vcpu{id}"));
-        tern::spawn_on_cpu(cpu, builder, body).map_err(|e| failed("starting a vCPU thread", e))
+        let place = tern::Placement {
+            cpu: Some(cpu),
+            background: true,
+        };
+        tern::spawn_placed(place, builder, body).map_err(|e| failed("starting a vCPU thread", e))
     }
 
     fn create_vcpu(&self, _id: u32, _cpuid: &[CpuidEntry]) -> Result<TernVcpu, HostError> {

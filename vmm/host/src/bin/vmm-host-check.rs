@@ -138,6 +138,28 @@ impl SplitRam {
     }
 }
 
+impl SplitRam {
+    /// Reads `len` bytes of `file` straight into guest RAM at `gpa` (one
+    /// `read` system call into VMM memory that maps guest RAM, as image
+    /// loaders do).
+    fn read_file_into(
+        &self,
+        gpa: u64,
+        file: &mut std::fs::File,
+        len: usize,
+    ) -> std::io::Result<()> {
+        use std::io::Read;
+        let dst = self
+            .locate(gpa, len)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // SAFETY: `locate` found the range inside one mapped region; the
+        // slice lives only for this call and nothing else uses that guest RAM
+        // before the guest runs.
+        let slice = unsafe { std::slice::from_raw_parts_mut(dst, len) };
+        file.read_exact(slice)
+    }
+}
+
 impl vmm_core::GuestMemory for SplitRam {
     fn size(&self) -> u64 {
         self.regions
@@ -283,6 +305,30 @@ fn run_guest<H: Host>(
         max_exits: args.max_exits,
     };
     let vm: &'static Vm<'static> = Box::leak(Box::new(Vm::new(ram, hooks, config)));
+    // the image once more, read by the kernel straight into guest RAM above
+    // 4 GiB (the guest overwrites it later, if it uses that RAM at all)
+    let direct = std::fs::File::open(path).and_then(|mut f| {
+        let len = image.len().min(HIGH_RAM_SIZE as usize);
+        ram.read_file_into(HIGH_RAM, &mut f, len)?;
+        let mut back = vec![0; len];
+        vmm_core::GuestMemory::read(ram, HIGH_RAM, &mut back)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(back == image[..len])
+    });
+    match direct {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(CheckError::Bad(format!(
+                "{path}: reading it into guest RAM gave other bytes"
+            )))
+        }
+        Err(source) => {
+            return Err(CheckError::Read {
+                path: format!("{path} (into guest RAM)"),
+                source,
+            })
+        }
+    }
     let boot = vm.load(&image).map_err(|source| CheckError::Load {
         path: path.into(),
         source,
