@@ -1,4 +1,5 @@
-//! tern-vmm: the Tern VMM hosted on Linux KVM.
+//! tern-vmm: the Tern VMM, hosted on Linux KVM or, the same binary, as a
+//! `kind = "linux"` component on Tern (it picks the host at start).
 //!
 //! `tern-vmm VM.toml` runs the PC machine (`vmm-pc`) the configuration
 //! file describes (`docs/vm-config.md`); the `guest-tests/` guests run on it
@@ -73,6 +74,10 @@ fn run(file: &Path) -> ExitCode {
 
 #[cfg(target_os = "linux")]
 fn start(config: &vmm_platform::config::VmConfig) -> Result<vmm_pc::Report, vmm_pc::MachineError> {
+    if tern::on_tern() {
+        let host = std::sync::Arc::new(vmm_host::tern::TernHost::new()?);
+        return vmm_pc::run(host, config);
+    }
     let host = std::sync::Arc::new(vmm_host::kvm::KvmHost::new()?);
     vmm_pc::run(host, config)
 }
