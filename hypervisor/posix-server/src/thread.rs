@@ -17,7 +17,7 @@ use crate::syscall;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use hyper_abi::syscall::{self as hc, EcParams};
 use hyper_abi::{ec_flags, exc, obj_rights, sel, Crd, EcKind, EcOp, Status};
 use posix::memmap::{Access, FaultAction};
@@ -64,6 +64,13 @@ impl Sels {
 static SLOT_CPU: [AtomicU32; layout::MAX_THREADS] =
     [const { AtomicU32::new(0) }; layout::MAX_THREADS];
 
+/// Whether each slot's handler is serving an event. The objects of an exited
+/// thread are freed only once its handler is done: destroying a handler in the
+/// middle of its reply would leave the thread's EC (and its UTCB address) to
+/// the kernel as a zombie, and the slot could not be used again.
+static HANDLER_BUSY: [AtomicBool; layout::MAX_THREADS] =
+    [const { AtomicBool::new(false) }; layout::MAX_THREADS];
+
 /// Handler stacks, one per slot, kept for reuse.
 static STACKS: spin::Mutex<Vec<Option<Box<[u8]>>>> = spin::Mutex::new(Vec::new());
 
@@ -87,10 +94,10 @@ fn status(s: Status) -> Errno {
     }
 }
 
-/// Frees the kernel objects of exited threads.
+/// Frees the kernel objects of exited threads whose handlers are done.
 pub fn reap(p: &mut Process) {
     for (slot, t) in p.threads.iter_mut().enumerate() {
-        if t.as_ref().is_some_and(|t| !t.alive) {
+        if t.as_ref().is_some_and(|t| !t.alive) && !HANDLER_BUSY[slot].load(Ordering::Acquire) {
             for s in Sels::of(slot).all() {
                 let _ = hc::revoke(Crd::obj(s, obj_rights::ALL), true);
             }
@@ -194,7 +201,8 @@ pub enum After {
 /// Entry of every thread's handler: one event (system call, page fault or
 /// other exception) of the thread in slot `badge`.
 extern "C" fn on_event(badge: u64) -> ! {
-    let slot = badge as usize;
+    let slot = badge as usize % layout::MAX_THREADS;
+    HANDLER_BUSY[slot].store(true, Ordering::Release);
     let at = layout::handler_utcb(slot);
     let u = native::utcb_at(at);
     let mut regs: Regs = [0; exc::WORDS];
@@ -225,6 +233,10 @@ extern "C" fn on_event(badge: u64) -> ! {
             u.untyped = 1;
         }
     }
+    // from here on only the reply, a few instructions: a reaper may free the
+    // slot now (one that came in exactly this window would still destroy the
+    // handler before its reply and lose the slot; not seen)
+    HANDLER_BUSY[slot].store(false, Ordering::Release);
     hc::reply()
 }
 
