@@ -6,7 +6,8 @@
 //! Also what a VMM needs beyond IPC: memory it maps itself
 //! ([`map_memory`], only inside `hyper_abi::posix::PROGRAM_MAPPED`), selectors
 //! for the kernel objects it creates ([`alloc_sel`]), and threads started on a
-//! chosen CPU ([`spawn_placed`]; a vCPU runs only from a thread on its CPU).
+//! chosen CPU ([`spawn_on_cpu`], [`spawn_placed`]; a vCPU runs only from a
+//! thread on its CPU).
 //!
 //! Owns: the safe wrappers over the hypercalls a std program may make itself
 //! (tagged with `NATIVE_TAG`, so the kernel does not reflect them to the
@@ -340,6 +341,24 @@ pub struct Placement {
     /// take turns every 10 ms): for threads that compute for long stretches,
     /// such as the handler threads of vCPUs.
     pub background: bool,
+}
+
+/// Starts `f` on a new thread (made by `builder`) that runs on `cpu`, one of
+/// the component's `cpus`, at the component's priority ([`spawn_placed`]).
+pub fn spawn_on_cpu<F, T>(
+    cpu: u32,
+    builder: std::thread::Builder,
+    f: F,
+) -> std::io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let place = Placement {
+        cpu: Some(cpu),
+        background: false,
+    };
+    spawn_placed(place, builder, f)
 }
 
 /// Starts `f` on a new thread (made by `builder`) placed as `place` says; its
