@@ -1,10 +1,13 @@
 //! `--smoke`: the smallest proof that the kernel's vCPUs work, without vmm-core.
 //! A VM with 2 MiB of RAM runs three real-mode instructions (`mov al, 0x41;
 //! out 0x80, al; hlt`); the VMM checks the STARTUP, port-I/O, HLT and RECALL exits
-//! and a nested page fault on unmapped guest memory.
+//! and a nested page fault on unmapped guest memory. Then hostile guests and VMMs:
+//! guest XSETBVs against the kernel's XCR0 and FPU switching (`xcr0`), and random
+//! state in every charged group (`fuzz`).
 
+use crate::fpu;
 use crate::sys::{self, Vm};
-use hyper_abi::vcpu::{exit_kind, field, vendor, VcpuState};
+use hyper_abi::vcpu::{exit_kind, field, gpr, vendor, VcpuState};
 use native::println;
 
 /// The guest program at guest-physical 0x1000 (real mode).
@@ -108,6 +111,167 @@ pub fn run() -> Result<(), &'static str> {
         0x1004, s.exit.gpa
     );
     Ok(())
+}
+
+/// The XCR0 check's guest (real mode, at 0x1000): `xsetbv; hlt; xgetbv; hlt`.
+const XCR0_PROGRAM: [u8; 8] = [0x0f, 0x01, 0xd1, 0xf4, 0x0f, 0x01, 0xd0, 0xf4];
+
+fn is_xsetbv(s: &VcpuState) -> bool {
+    match s.exit.vendor {
+        vendor::SVM => s.exit.raw == 0x8d,
+        _ => s.exit.raw & 0xffff == 55,
+    }
+}
+
+/// Whether XSETBV takes `xcr0` on a CPU that supports the components in `supported`.
+fn xcr0_allowed(xcr0: u64, supported: u64) -> bool {
+    const AVX512: u64 = 0xe0;
+    xcr0 & 1 != 0
+        && xcr0 & !supported == 0
+        && (xcr0 & 4 == 0 || xcr0 & 2 != 0)
+        && (xcr0 & AVX512 == 0 || (xcr0 & AVX512 == AVX512 && xcr0 & 4 != 0))
+}
+
+/// What [`xcr0`] saw: guest XSETBVs run, and whether the CPU intercepted them.
+pub struct Xcr0Report {
+    pub host: u64,
+    pub runs: u32,
+    pub intercepted: bool,
+}
+
+/// A guest sets XCR0 itself while the VMM charged another value: every x87/SSE/
+/// AVX/AVX-512/PKRU combination the CPU takes, against charged XCR0 1, 3 and the
+/// host's. Where the CPU does not intercept XSETBV (QEMU's TCG under SVM) the value
+/// reaches the real XCR0. After each exit the VMM's XCR0 must be the host's again,
+/// the FPU state of the VMM and of a second thread on this CPU (a marker in XMM0,
+/// switched by the kernel in between) intact, and at the next entry the guest must
+/// run with the XCR0 the VMM charged. `None` without XSAVE.
+pub fn xcr0() -> Result<Option<Xcr0Report>, &'static str> {
+    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static BUDDY_ERRORS: AtomicU32 = AtomicU32::new(0);
+    const BUDDY_MARK: u64 = 0xb0dd_1e5e_0f00_0001;
+    if !fpu::os_xsave() {
+        return Ok(None);
+    }
+    let host = fpu::xcr0();
+    let supported = fpu::supported_xcr0();
+    let vm = Vm::create(2 << 20).map_err(|_| "cannot create the VM")?;
+    let mem = vm.ram();
+    mem[0x1000..0x1000 + XCR0_PROGRAM.len()].copy_from_slice(&XCR0_PROGRAM);
+    // an exception in the guest (real mode: every IVT entry is 0:0) ends at a HLT
+    mem[0] = 0xf4;
+    let cpu = native::StartInfo::get().cpu;
+    let vcpu = vm.vcpu(cpu).map_err(|_| "cannot create the vCPU")?;
+    let go: &'static sys::Semaphore = alloc::boxed::Box::leak(alloc::boxed::Box::new(
+        sys::Semaphore::new().map_err(|_| "no semaphore")?,
+    ));
+    let back: &'static sys::Semaphore = alloc::boxed::Box::leak(alloc::boxed::Box::new(
+        sys::Semaphore::new().map_err(|_| "no semaphore")?,
+    ));
+    sys::spawn(
+        cpu,
+        alloc::boxed::Box::new(move || {
+            fpu::set_xmm0(BUDDY_MARK);
+            loop {
+                go.down();
+                if STOP.load(Ordering::Acquire) {
+                    break;
+                }
+                if fpu::xmm0() != BUDDY_MARK {
+                    BUDDY_ERRORS.fetch_add(1, Ordering::Relaxed);
+                    fpu::set_xmm0(BUDDY_MARK);
+                }
+                back.up();
+            }
+            back.up();
+        }),
+    )
+    .map_err(|_| "cannot start the second thread")?;
+    let mut report = Xcr0Report {
+        host,
+        runs: 0,
+        intercepted: false,
+    };
+    let result = (|| {
+        vcpu.run(0).map_err(|_| "first run failed")?;
+        let mut charged_values = [1, 3, host];
+        charged_values.sort_unstable();
+        for (i, &charged) in charged_values.iter().enumerate() {
+            if charged_values[..i].contains(&charged) || !xcr0_allowed(charged, host) {
+                continue;
+            }
+            for wanted in [1, 3, 7, 0xe7, 0x203, 0x207, 0x2e7] {
+                if !xcr0_allowed(wanted, supported) {
+                    continue;
+                }
+                let mark = 0x5eed_0000_0000_0000 | (charged << 16) | wanted;
+                let s = vcpu.state();
+                s.cs.selector = 0;
+                s.cs.base = 0;
+                s.rip = 0x1000;
+                s.cr4 |= 1 << 18; // OSXSAVE
+                s.xcr0 = charged;
+                s.gpr[gpr::RAX] = wanted & 0xffff_ffff;
+                s.gpr[gpr::RCX] = 0;
+                s.gpr[gpr::RDX] = wanted >> 32;
+                fpu::set_xmm0(mark);
+                vcpu.run(field::SEG | field::RIP | field::CR | field::XCR0 | field::GPR)
+                    .map_err(|_| "run failed")?;
+                let s = vcpu.state();
+                if s.exit.kind == exit_kind::HARDWARE && is_xsetbv(s) {
+                    // the CPU intercepts XSETBV: the VMM refuses it by skipping it
+                    report.intercepted = true;
+                    s.rip = 0x1003;
+                    vcpu.run(field::RIP).map_err(|_| "run failed")?;
+                }
+                let s = vcpu.state();
+                if !is_hlt(s) || s.rip != 0x1003 {
+                    println!(
+                        "vmm-native: smoke: XCR0 {wanted:#x} (charged {charged:#x}): exit {:x?} rip {:#x}",
+                        s.exit, s.rip
+                    );
+                    return Err("expected HLT after the guest's XSETBV");
+                }
+                if fpu::xcr0() != host {
+                    println!(
+                        "vmm-native: smoke: XCR0 in the VMM is {:#x} after the guest set {wanted:#x}, not {host:#x}",
+                        fpu::xcr0()
+                    );
+                    return Err("a guest's XSETBV reached the VMM's XCR0");
+                }
+                go.up();
+                back.down();
+                if fpu::xmm0() != mark {
+                    return Err(
+                        "the VMM's FPU state changed across a guest run and a thread switch",
+                    );
+                }
+                s.rip = 0x1004;
+                vcpu.run(field::RIP).map_err(|_| "run failed")?;
+                let s = vcpu.state();
+                let seen = s.gpr[gpr::RAX] & 0xffff_ffff | s.gpr[gpr::RDX] << 32;
+                if !is_hlt(s) || s.rip != 0x1007 || seen != charged {
+                    println!(
+                        "vmm-native: smoke: XCR0 {wanted:#x} (charged {charged:#x}): exit {:x?} rip {:#x}, guest XCR0 {seen:#x}",
+                        s.exit, s.rip
+                    );
+                    return Err("the guest did not run with the XCR0 the VMM charged");
+                }
+                report.runs += 1;
+            }
+        }
+        Ok(())
+    })();
+    STOP.store(true, Ordering::Release);
+    go.up();
+    back.down();
+    vm.destroy();
+    result?;
+    if BUDDY_ERRORS.load(Ordering::Relaxed) != 0 {
+        return Err("the second thread's FPU state changed while the guest ran");
+    }
+    Ok(Some(report))
 }
 
 /// A value a hostile VMM might write: random, or one of the edge values.
