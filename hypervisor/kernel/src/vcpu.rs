@@ -592,8 +592,7 @@ fn xcr0_ok(xcr0: u64) -> bool {
 /// Returns the hardware state and the exit (`None`: a host interrupt).
 pub fn enter(entry: &mut Entry) -> Option<ExitInfo> {
     let host = cpu::host_xcr0();
-    let switch = host != 0 && entry.xcr0 != host;
-    if switch {
+    if host != 0 && entry.xcr0 != host {
         cpu::xsetbv(entry.xcr0);
     }
     let here = smp::cpu_id();
@@ -612,7 +611,11 @@ pub fn enter(entry: &mut Entry) -> Option<ExitInfo> {
         (Hw::Vmx(h), Some(Vendor::Vmx(f, _)), Some(CpuArea::Vmx(_))) => h.run(f, entry.flush),
         _ => Some(synthetic(exit_kind::INVALID_STATE, 0)),
     };
-    if switch {
+    // Back to the host's XCR0 before any FPU switch (XSAVE/XRSTOR of threads needs
+    // it). Read, not assumed: XSETBV exits on VMX and is intercepted on SVM, but
+    // QEMU's TCG ignores that intercept, so a guest's XSETBV reaches the real XCR0
+    // even when the VMM charged the host's value.
+    if host != 0 && cpu::xgetbv() != host {
         cpu::xsetbv(host);
     }
     exit

@@ -110,19 +110,20 @@ fn main() -> i32 {
         }
     };
     if args.smoke {
-        let xcr0 = smoke::run().and_then(|()| smoke::xcr0());
-        match &xcr0 {
+        let fpu = smoke::run().and_then(|()| smoke::guest_fpu());
+        match &fpu {
             Ok(Some(r)) => println!(
-                "vmm-native: smoke: XCR0: {} guest XSETBVs ({}) against charged XCR0 1, 3 and {:#x}: the VMM's XCR0 stayed {:#x}, guests ran with the charged one, FPU state of two threads intact",
+                "vmm-native: smoke: FPU: {} guest XSETBVs ({}) against charged XCR0 1, 3 and {:#x}: the VMM's XCR0 stayed {:#x}, guests ran with the charged one; MXCSR garbage {} by the guest's CPU; FPU state of two threads intact",
                 r.runs,
                 if r.intercepted { "intercepted" } else { "not intercepted: they reach the CPU" },
                 r.host,
-                r.host
+                r.host,
+                if r.mxcsr_taken { "taken" } else { "refused" }
             ),
-            Ok(None) => println!("vmm-native: smoke: XCR0: the CPU has no XSAVE, nothing to check"),
+            Ok(None) => println!("vmm-native: smoke: FPU: the CPU has no XSAVE, nothing to check"),
             Err(_) => {}
         }
-        return match xcr0.and_then(|_| smoke::fuzz(FUZZ_ROUNDS)) {
+        return match fpu.and_then(|_| smoke::fuzz(FUZZ_ROUNDS)) {
             Ok((k, spared)) => {
                 println!(
                     "vmm-native: smoke: {FUZZ_ROUNDS} runs with random state{}: {} hardware, {} invalid-state, {} recall exits; kernel fine",

@@ -2,8 +2,8 @@
 //! A VM with 2 MiB of RAM runs three real-mode instructions (`mov al, 0x41;
 //! out 0x80, al; hlt`); the VMM checks the STARTUP, port-I/O, HLT and RECALL exits
 //! and a nested page fault on unmapped guest memory. Then hostile guests and VMMs:
-//! guest XSETBVs against the kernel's XCR0 and FPU switching (`xcr0`), and random
-//! state in every charged group (`fuzz`).
+//! guest XSETBVs and MXCSR garbage against the kernel's XCR0 and FPU switching
+//! (`guest_fpu`), and random state in every charged group (`fuzz`).
 
 use crate::fpu;
 use crate::sys::{self, Vm};
@@ -113,8 +113,10 @@ pub fn run() -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The XCR0 check's guest (real mode, at 0x1000): `xsetbv; hlt; xgetbv; hlt`.
+/// The FPU check's guests (real mode): at 0x1000 `xsetbv; hlt; xgetbv; hlt`, at
+/// 0x1100 `ldmxcsr [0x2000]; hlt; hlt`.
 const XCR0_PROGRAM: [u8; 8] = [0x0f, 0x01, 0xd1, 0xf4, 0x0f, 0x01, 0xd0, 0xf4];
+const MXCSR_PROGRAM: [u8; 7] = [0x0f, 0xae, 0x16, 0x00, 0x20, 0xf4, 0xf4];
 
 fn is_xsetbv(s: &VcpuState) -> bool {
     match s.exit.vendor {
@@ -132,11 +134,13 @@ fn xcr0_allowed(xcr0: u64, supported: u64) -> bool {
         && (xcr0 & AVX512 == 0 || (xcr0 & AVX512 == AVX512 && xcr0 & 4 != 0))
 }
 
-/// What [`xcr0`] saw: guest XSETBVs run, and whether the CPU intercepted them.
-pub struct Xcr0Report {
+/// What [`guest_fpu`] saw: guest XSETBVs run, whether the CPU intercepted them,
+/// and whether it let the guest set MXCSR's reserved bits.
+pub struct FpuReport {
     pub host: u64,
     pub runs: u32,
     pub intercepted: bool,
+    pub mxcsr_taken: bool,
 }
 
 /// A guest sets XCR0 itself while the VMM charged another value: every x87/SSE/
@@ -145,8 +149,10 @@ pub struct Xcr0Report {
 /// reaches the real XCR0. After each exit the VMM's XCR0 must be the host's again,
 /// the FPU state of the VMM and of a second thread on this CPU (a marker in XMM0,
 /// switched by the kernel in between) intact, and at the next entry the guest must
-/// run with the XCR0 the VMM charged. `None` without XSAVE.
-pub fn xcr0() -> Result<Option<Xcr0Report>, &'static str> {
+/// run with the XCR0 the VMM charged. Then the guest loads MXCSR with every bit
+/// set (a #GP in the guest on CPUs that check, taken by QEMU's TCG) and the same
+/// thread switches and re-entry follow. `None` without XSAVE.
+pub fn guest_fpu() -> Result<Option<FpuReport>, &'static str> {
     use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     static STOP: AtomicBool = AtomicBool::new(false);
     static BUDDY_ERRORS: AtomicU32 = AtomicU32::new(0);
@@ -159,6 +165,8 @@ pub fn xcr0() -> Result<Option<Xcr0Report>, &'static str> {
     let vm = Vm::create(2 << 20).map_err(|_| "cannot create the VM")?;
     let mem = vm.ram();
     mem[0x1000..0x1000 + XCR0_PROGRAM.len()].copy_from_slice(&XCR0_PROGRAM);
+    mem[0x1100..0x1100 + MXCSR_PROGRAM.len()].copy_from_slice(&MXCSR_PROGRAM);
+    mem[0x2000..0x2004].copy_from_slice(&u32::MAX.to_le_bytes());
     // an exception in the guest (real mode: every IVT entry is 0:0) ends at a HLT
     mem[0] = 0xf4;
     let cpu = native::StartInfo::get().cpu;
@@ -188,10 +196,11 @@ pub fn xcr0() -> Result<Option<Xcr0Report>, &'static str> {
         }),
     )
     .map_err(|_| "cannot start the second thread")?;
-    let mut report = Xcr0Report {
+    let mut report = FpuReport {
         host,
         runs: 0,
         intercepted: false,
+        mxcsr_taken: false,
     };
     let result = (|| {
         vcpu.run(0).map_err(|_| "first run failed")?;
@@ -260,6 +269,33 @@ pub fn xcr0() -> Result<Option<Xcr0Report>, &'static str> {
                 }
                 report.runs += 1;
             }
+        }
+        let s = vcpu.state();
+        s.rip = 0x1100;
+        s.cr4 |= 1 << 9; // OSFXSR
+        vcpu.run(field::RIP | field::CR).map_err(|_| "run failed")?;
+        let s = vcpu.state();
+        // HLT after LDMXCSR, or at 0 after a #GP through the real-mode IVT
+        report.mxcsr_taken = s.rip == 0x1105;
+        if !is_hlt(s) || !(report.mxcsr_taken || s.rip == 0) {
+            println!(
+                "vmm-native: smoke: LDMXCSR: exit {:x?} rip {:#x}",
+                s.exit, s.rip
+            );
+            return Err("expected HLT after the guest's LDMXCSR");
+        }
+        fpu::set_xmm0(BUDDY_MARK ^ 1);
+        go.up();
+        back.down();
+        s.rip = 0x1106;
+        vcpu.run(field::RIP).map_err(|_| "run failed")?;
+        let s = vcpu.state();
+        if !is_hlt(s) || s.rip != 0x1106 || fpu::xmm0() != BUDDY_MARK ^ 1 {
+            println!(
+                "vmm-native: smoke: after LDMXCSR: exit {:x?} rip {:#x}",
+                s.exit, s.rip
+            );
+            return Err("the guest with MXCSR garbage did not run again");
         }
         Ok(())
     })();

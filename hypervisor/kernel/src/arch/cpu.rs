@@ -312,6 +312,15 @@ pub fn xcr0_valid(xcr0: u64) -> bool {
         && (xcr0 & 0xe0 == 0 || (xcr0 & 0xe0 == 0xe0 && xcr0 & 4 != 0))
 }
 
+/// XCR0 now (callers check [`host_xcr0`] first: XGETBV needs CR4.OSXSAVE).
+pub fn xgetbv() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: CR4.OSXSAVE is set (the caller checked that XSAVE is on), so XGETBV of
+    // XCR0 does not fault; it only reads the register.
+    unsafe { asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (hi as u64) << 32 | lo as u64
+}
+
 /// Loads XCR0. Callers pass the host value or one checked by [`xcr0_valid`].
 pub fn xsetbv(xcr0: u64) {
     // SAFETY: CR4.OSXSAVE is set before the first call; values are host-supported
