@@ -38,6 +38,7 @@ mod vm;
 mod tests;
 
 pub use cpuid::CpuidResult;
+pub use emulate::StateCpu;
 pub use loader::{BootImage, LoadError};
 pub use memory::{GuestMemory, OutOfRange};
 pub use outcome::{ExitCounters, Outcome, PASS_VALUE};

@@ -28,10 +28,11 @@ use vmm_core::devices::PortEffect;
 use vmm_core::ExitCounters;
 
 use crate::boot;
-use crate::emulate::{MachineMemory, StateCpu};
+use crate::emulate::MachineMemory;
 use crate::end::End;
 use crate::irq::{is_apic_msr, Startup};
 use crate::machine::Machine;
+use vmm_core::StateCpu;
 use vmm_platform::msr::{MsrError, MsrModel};
 
 const RFLAGS_IF: u64 = 1 << 9;
