@@ -364,10 +364,25 @@ vcpu_state! {
 }
 
 impl VcpuState {
-    /// Advances `ip` past the instruction that exited (charges `ip`).
+    /// Completes the instruction that exited as if the vCPU had executed it:
+    /// advances `ip` past it (charges `ip`) and ends an STI or MOV SS
+    /// interrupt shadow that covered it (charges `intr_state`, only then).
+    /// The shadow lasts one instruction, so after this an interrupt may be
+    /// injected at once, as on hardware.
     pub fn skip_instruction(&mut self) {
         let next = self.ip.value().wrapping_add(self.ip_len.value());
         self.ip.charge(next);
+        self.end_interrupt_shadow();
+    }
+
+    /// Ends an STI or MOV SS interrupt shadow (charges `intr_state`, only if
+    /// there was one): for a VMM that completed the instruction under it by
+    /// other means, e.g. an instruction emulator.
+    pub fn end_interrupt_shadow(&mut self) {
+        let shadow = interruptibility::STI | interruptibility::MOV_SS;
+        if self.intr_state.value() & shadow != 0 {
+            self.intr_state.update(|i| *i &= !shadow);
+        }
     }
 
     /// Queues `event` for injection on resume (charges `inj_info` and, when

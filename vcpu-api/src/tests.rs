@@ -54,6 +54,26 @@ fn discharge_keeps_values_and_drops_marks() {
 }
 
 #[test]
+fn skip_instruction_ends_an_interrupt_shadow_and_keeps_other_blocking() {
+    let mut s = VcpuState::default();
+    s.ip.load(0x100);
+    s.ip_len.load(1);
+    s.intr_state
+        .load(interruptibility::STI | interruptibility::NMI);
+    s.skip_instruction();
+    assert_eq!(s.ip.value(), 0x101);
+    assert_eq!(s.intr_state.value(), interruptibility::NMI);
+    assert_eq!(
+        s.charged().iter().collect::<Vec<_>>(),
+        [Field::Ip, Field::IntrState]
+    );
+    s.discharge();
+    s.intr_state.load(interruptibility::MOV_SS);
+    s.skip_instruction();
+    assert_eq!(s.intr_state.value(), 0);
+}
+
+#[test]
 fn skip_instruction_and_inject_charge_what_they_change() {
     let mut s = VcpuState::default();
     s.ip.load(0x100);

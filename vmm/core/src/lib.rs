@@ -17,6 +17,7 @@
 //! | [`devices`] | COM1, exit port, test device registers |
 //! | [`cpuid`], [`msr`] | CPUID and MSR answers |
 //! | `emulate` | halifax-emu glue for MMIO and string I/O |
+//! | [`instructions`] | control-register accesses and XSETBV on a vCPU state |
 //! | `vm` | the VM, the initial state and the exit loop |
 //! | [`outcome`] | how a VM ended; exit counters |
 
@@ -28,6 +29,7 @@ extern crate alloc;
 pub mod cpuid;
 pub mod devices;
 mod emulate;
+pub mod instructions;
 pub mod loader;
 pub mod memory;
 pub mod msr;

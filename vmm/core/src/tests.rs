@@ -580,7 +580,9 @@ fn irq_now_with_interrupts_on_is_injected_at_once() {
 }
 
 #[test]
-fn interrupt_shadow_defers_injection() {
+fn an_exit_that_completes_an_instruction_ends_the_sti_shadow() {
+    // STI; OUT (the command): the OUT is the instruction under the shadow,
+    // so once it is completed the interrupt can come at once, as on hardware.
     let mut script = vec![setup(|s| {
         s.flags.load(0x202);
         s.intr_state.load(1);
@@ -588,11 +590,38 @@ fn interrupt_shadow_defers_injection() {
     script.extend(command(1, 0x50, 0));
     script.push(pass());
     let r = run(script);
-    assert!(!r.resumed[4].inj_info.charged());
-    assert!(r.resumed[4]
-        .ctrl
-        .value()
-        .contains(Controls::INTERRUPT_WINDOW));
+    let after_cmd = &r.resumed[4];
+    assert_eq!(after_cmd.intr_state.value(), 0);
+    assert_eq!(
+        after_cmd.inj_info.value(),
+        EventInfo::external_interrupt(0x50)
+    );
+}
+
+#[test]
+fn interrupt_shadow_defers_injection() {
+    // The interrupt is pending (IF was 0); then the guest runs STI and a
+    // host interrupt stops it inside the shadow, before the next
+    // instruction: no injection there, only an interrupt window.
+    let mut script = command(1, 0x50, 0);
+    script.push(setup(|s| {
+        s.flags.load(0x202);
+        s.intr_state.load(1);
+    }));
+    script.push(step(|s| {
+        s.intr_state.load(0);
+        set_exit(s, ExitReason::InterruptWindow);
+    }));
+    script.push(pass());
+    let r = run(script);
+    let in_shadow = &r.resumed[4];
+    assert!(!in_shadow.inj_info.charged());
+    assert_eq!(in_shadow.intr_state.value(), 1);
+    assert!(in_shadow.ctrl.value().contains(Controls::INTERRUPT_WINDOW));
+    assert_eq!(
+        r.resumed[5].inj_info.value(),
+        EventInfo::external_interrupt(0x50)
+    );
 }
 
 #[test]

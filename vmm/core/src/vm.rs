@@ -21,13 +21,14 @@ use guest_protocol::{
 use halifax_emu::{EmuError, Emulator};
 use spin::Mutex;
 use vcpu_api::{
-    interruptibility, Backend, Charged, CompletedWrite, Controls, CrAccess, CrOp, Direction,
-    EventInfo, ExitReason, IoAccess, Segment, TableRegister, Vcpu, VcpuState, WriteTarget,
+    interruptibility, Backend, CompletedWrite, Controls, Direction, EventInfo, ExitReason,
+    IoAccess, Segment, TableRegister, Vcpu, VcpuState, WriteTarget,
 };
 
 use crate::cpuid::{self, CpuidResult};
 use crate::devices::{Devices, PortEffect, MMIO_BASE, MMIO_SIZE};
 use crate::emulate::{Bus, StateCpu};
+use crate::instructions;
 use crate::loader::{self, BootImage, LoadError};
 use crate::memory::GuestMemory;
 use crate::msr::{self, MsrFile};
@@ -390,7 +391,7 @@ impl<'a> Vm<'a> {
                 });
                 Next::Stop
             }
-            ExitReason::CrAccess(access) if cr_access(s, access) => Next::Resume,
+            ExitReason::CrAccess(access) if instructions::cr_access(s, access) => Next::Resume,
             ExitReason::Invlpg => {
                 // Guest page tables are the hardware's (EPT/NPT): nothing to flush here.
                 s.skip_instruction();
@@ -494,7 +495,7 @@ impl<'a> Vm<'a> {
         };
         let rip = s.ip.value();
         match self.emulator.step(&mut StateCpu(s), &mut bus, None) {
-            Ok(_) => {}
+            Ok(_) => s.end_interrupt_shadow(),
             Err(EmuError::Exception(e)) => {
                 if let Some(cr2) = e.cr2 {
                     s.cr2.charge(cr2);
@@ -597,8 +598,6 @@ impl<'a> Vm<'a> {
                 // The interrupt ends the HLT: continue after it, outside any
                 // STI shadow (the HLT itself ended that).
                 s.skip_instruction();
-                s.intr_state
-                    .update(|i| *i &= !(interruptibility::STI | interruptibility::MOV_SS));
                 s.actv_state.charge(vcpu_api::activity::ACTIVE);
                 s.inject(EventInfo::external_interrupt(vector), 0);
                 Next::Resume
@@ -610,63 +609,9 @@ impl<'a> Vm<'a> {
     }
 
     fn xsetbv(&self, s: &mut VcpuState) {
-        let value = s.rdx.value() << 32 | (s.rax.value() & 0xffff_ffff);
         let leaf = self.platform.host_cpuid(0xd, 0);
-        let supported = (leaf.edx as u64) << 32 | leaf.eax as u64;
-        let x87 = 1;
-        let sse = 2;
-        let avx = 4;
-        let valid = s.rcx.value() as u32 == 0
-            && value & x87 != 0
-            && value & !supported == 0
-            && (value & avx == 0 || value & sse != 0);
-        if valid {
-            s.xcr0.charge(value);
-            s.skip_instruction();
-        } else {
-            s.inject(EventInfo::exception(VECTOR_GP, true), 0);
-        }
+        instructions::xsetbv(s, (leaf.edx as u64) << 32 | leaf.eax as u64);
     }
-}
-
-/// The control register `cr` of the state, if the VMM handles it.
-fn control_register(s: &mut VcpuState, cr: u8) -> Option<&mut Charged<u64>> {
-    match cr {
-        0 => Some(&mut s.cr0),
-        2 => Some(&mut s.cr2),
-        3 => Some(&mut s.cr3),
-        4 => Some(&mut s.cr4),
-        _ => None,
-    }
-}
-
-/// Carries out an intercepted control-register access the hardware decoded;
-/// `false` when it cannot (no register number, another CR, no length).
-fn cr_access(s: &mut VcpuState, access: CrAccess) -> bool {
-    const CR0_TS: u64 = 1 << 3;
-    if s.ip_len.value() == 0 || control_register(s, access.cr).is_none() {
-        return false;
-    }
-    match access.op {
-        CrOp::Write { gpr: Some(gpr) } => match (s.gpr(gpr), control_register(s, access.cr)) {
-            (Some(value), Some(cr)) => cr.charge(value),
-            _ => return false,
-        },
-        CrOp::Read { gpr: Some(gpr) } => {
-            let value = control_register(s, access.cr).map_or(0, |cr| cr.value());
-            if !s.set_gpr(gpr, value) {
-                return false;
-            }
-        }
-        CrOp::Clts if access.cr == 0 => s.cr0.update(|v| *v &= !CR0_TS),
-        // LMSW loads CR0 bits 3:0 but can set PE, never clear it.
-        CrOp::Lmsw { source: Some(msw) } if access.cr == 0 => s
-            .cr0
-            .update(|v| *v = (*v & !0xf) | (*v & 1) | (msw as u64 & 0xf)),
-        _ => return false,
-    }
-    s.skip_instruction();
-    true
 }
 
 /// Injects the pending external interrupt if the guest can take it now,

@@ -21,8 +21,8 @@ use guest_protocol::{
     CMD_INVALID_STATE, CMD_IRQ_NOW, CMD_IRQ_ON_HLT, CMD_RECALL_IRQ, CMD_TSC_ADVANCE,
 };
 use vcpu_api::{
-    interruptibility, Backend, Charged, CompletedWrite, CrAccess, CrOp, Direction, EventInfo,
-    ExitReason, IoAccess, RawExit, Vcpu, VcpuState, WriteTarget,
+    interruptibility, Backend, CompletedWrite, Direction, EventInfo, ExitReason, IoAccess, RawExit,
+    Vcpu, VcpuState, WriteTarget,
 };
 use vmm_core::devices::PortEffect;
 use vmm_core::ExitCounters;
@@ -32,7 +32,7 @@ use crate::emulate::MachineMemory;
 use crate::end::End;
 use crate::irq::{is_apic_msr, Startup};
 use crate::machine::Machine;
-use vmm_core::StateCpu;
+use vmm_core::{instructions, StateCpu};
 use vmm_platform::msr::{MsrError, MsrModel};
 
 const RFLAGS_IF: u64 = 1 << 9;
@@ -202,7 +202,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
             s.rbx.charge(r[1] as u64);
             s.rcx.charge(r[2] as u64);
             s.rdx.charge(r[3] as u64);
-            complete(s);
+            s.skip_instruction();
             Next::Resume
         }
         ExitReason::Xsetbv => {
@@ -211,7 +211,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
         }
         ExitReason::Hlt => return hlt(m, ctx, s),
         ExitReason::Wbinvd | ExitReason::Invd | ExitReason::Invlpg => {
-            complete(s);
+            s.skip_instruction();
             Next::Resume
         }
         ExitReason::Rdtsc | ExitReason::Rdtscp => {
@@ -221,10 +221,10 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
             if reason == ExitReason::Rdtscp {
                 s.rcx.charge(s.tsc_aux.value() & 0xffff_ffff);
             }
-            complete(s);
+            s.skip_instruction();
             Next::Resume
         }
-        ExitReason::CrAccess(access) if cr_access(s, access) => Next::Resume,
+        ExitReason::CrAccess(access) if instructions::cr_access(s, access) => Next::Resume,
         ExitReason::Hypercall | ExitReason::Monitor | ExitReason::Mwait => {
             s.inject(EventInfo::exception(VECTOR_UD, false), 0);
             Next::Resume
@@ -289,13 +289,13 @@ fn port_io(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, io: IoAccess) -> Next 
             }
             m.port_read(ctx.index, io.port, &mut bytes[..size]);
             s.rax.charge(u64::from_le_bytes(bytes));
-            complete(s);
+            s.skip_instruction();
             Next::Resume
         }
         Direction::Out => {
             let bytes = s.rax.value().to_le_bytes();
             let effect = m.port_write(io.port, &bytes[..size]);
-            complete(s);
+            s.skip_instruction();
             test_effect(m, ctx, s, effect)
         }
     }
@@ -333,7 +333,7 @@ fn emulate(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) -> Next {
     }
     match result {
         Ok(_) => {
-            end_shadow(s);
+            s.end_interrupt_shadow();
             Next::Resume
         }
         Err(halifax_emu::EmuError::Exception(e)) => {
@@ -388,7 +388,7 @@ fn msr(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, index: u32, write: bool) -
         })
     };
     match result {
-        Ok(()) => complete(s),
+        Ok(()) => s.skip_instruction(),
         Err(error) => {
             if let MsrError::Unknown(msr) = error {
                 let what = if write { "WRMSR" } else { "RDMSR" };
@@ -420,7 +420,7 @@ fn hlt(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) -> Next {
         };
     }
     // The event ends the HLT: continue after it, outside any shadow.
-    complete(s);
+    s.skip_instruction();
     s.actv_state.charge(vcpu_api::activity::ACTIVE);
     if let Some(vector) = on_hlt {
         s.inject(EventInfo::external_interrupt(vector), 0);
@@ -492,21 +492,6 @@ pub(crate) fn inject_pending(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {
     }
 }
 
-/// Completes the instruction the vCPU exited on: past it, and out of an STI
-/// or MOV SS shadow (the shadow covers only the instruction after STI, so an
-/// interrupt may come right after it).
-fn complete(s: &mut VcpuState) {
-    s.skip_instruction();
-    end_shadow(s);
-}
-
-fn end_shadow(s: &mut VcpuState) {
-    let shadow = interruptibility::STI | interruptibility::MOV_SS;
-    if s.intr_state.value() & shadow != 0 {
-        s.intr_state.update(|i| *i &= !shadow);
-    }
-}
-
 /// Acts on what a port write meant beyond the device registers: the test
 /// device's arguments and commands (the instruction is already skipped).
 fn test_effect(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, effect: PortEffect) -> Next {
@@ -564,58 +549,8 @@ fn test_command(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, cmd: u32) -> Next
 }
 
 fn xsetbv(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {
-    let value = s.rdx.value() << 32 | (s.rax.value() & 0xffff_ffff);
     let leaf = m.cpuid(ctx.index, 0xd, 0, s.cr4.value(), s.xcr0.value());
-    let supported = (leaf[3] as u64) << 32 | leaf[0] as u64;
-    let (x87, sse, avx) = (1, 2, 4);
-    let valid = s.rcx.value() as u32 == 0
-        && value & x87 != 0
-        && value & !supported == 0
-        && (value & avx == 0 || value & sse != 0);
-    if valid {
-        s.xcr0.charge(value);
-        complete(s);
-    } else {
-        s.inject(EventInfo::exception(VECTOR_GP, true), 0);
-    }
-}
-
-fn control_register(s: &mut VcpuState, cr: u8) -> Option<&mut Charged<u64>> {
-    match cr {
-        0 => Some(&mut s.cr0),
-        2 => Some(&mut s.cr2),
-        3 => Some(&mut s.cr3),
-        4 => Some(&mut s.cr4),
-        _ => None,
-    }
-}
-
-/// Carries out a decoded control-register access (hosts that intercept
-/// them); `false` when it cannot.
-fn cr_access(s: &mut VcpuState, access: CrAccess) -> bool {
-    const CR0_TS: u64 = 1 << 3;
-    if s.ip_len.value() == 0 || control_register(s, access.cr).is_none() {
-        return false;
-    }
-    match access.op {
-        CrOp::Write { gpr: Some(gpr) } => match (s.gpr(gpr), control_register(s, access.cr)) {
-            (Some(value), Some(cr)) => cr.charge(value),
-            _ => return false,
-        },
-        CrOp::Read { gpr: Some(gpr) } => {
-            let value = control_register(s, access.cr).map_or(0, |cr| cr.value());
-            if !s.set_gpr(gpr, value) {
-                return false;
-            }
-        }
-        CrOp::Clts if access.cr == 0 => s.cr0.update(|v| *v &= !CR0_TS),
-        CrOp::Lmsw { source: Some(msw) } if access.cr == 0 => s
-            .cr0
-            .update(|v| *v = (*v & !0xf) | (*v & 1) | (msw as u64 & 0xf)),
-        _ => return false,
-    }
-    complete(s);
-    true
+    instructions::xsetbv(s, (leaf[3] as u64) << 32 | leaf[0] as u64);
 }
 
 /// Exits of all vCPUs together, against the configured limit.
