@@ -56,6 +56,16 @@ impl Drop for KeepAlive {
     }
 }
 
+/// Puts one device back to its power-on state (a restart after a guest
+/// reset).
+pub type DeviceReset = Box<dyn Fn() + Send + Sync>;
+
+/// The reset of a device the buses share.
+fn reset_of<D: Send + 'static>(device: &Arc<Mutex<D>>, reset: fn(&mut D)) -> DeviceReset {
+    let device = device.clone();
+    Box::new(move || reset(&mut device.lock().unwrap_or_else(|e| e.into_inner())))
+}
+
 /// The wired devices.
 pub struct Devices {
     pub pio: Bus,
@@ -65,6 +75,11 @@ pub struct Devices {
     pub rsdp: Option<u64>,
     /// The guest-test device (`test-device = true`).
     pub test: Option<Arc<TestDevice>>,
+    /// Every device's reset, the interrupt controllers' last (devices drop
+    /// their interrupt lines before the controllers forget the levels).
+    pub resets: Vec<DeviceReset>,
+    /// The ACPI tables as written to RAM (base, bytes), for a restart.
+    pub acpi_tables: Option<(u64, Vec<u8>)>,
     pub keep_alive: KeepAlive,
 }
 
@@ -109,15 +124,14 @@ impl<W: Write> Write for Unbuffered<W> {
     }
 }
 
-/// The power events of the legacy devices end the VM.
+/// The power events of the legacy devices: a reset restarts the machine
+/// (or ends the VM, as the configuration says); the others end the VM.
 fn power_events(life: &Arc<Lifecycle>) -> PowerEvents {
     let life = life.clone();
-    Arc::new(move |event| {
-        life.stop(match event {
-            PowerEvent::Off => End::PowerOff,
-            PowerEvent::Reset => End::Reset,
-            PowerEvent::DebugExit(value) => End::DebugExit(value),
-        })
+    Arc::new(move |event| match event {
+        PowerEvent::Off => life.stop(End::PowerOff),
+        PowerEvent::Reset => life.reset(),
+        PowerEvent::DebugExit(value) => life.stop(End::DebugExit(value)),
     })
 }
 
@@ -207,14 +221,17 @@ pub fn build(
             .map_err(|e| setup("interrupt line")(&e))
     };
 
+    let mut resets: Vec<DeviceReset> = Vec::new();
     let pit = vmm_legacy::Pit::new(line(vmm_legacy::PIT_IRQ)?, clock.clone(), timers.clone());
     let port61 = pit.port61();
+    let pit = Arc::new(Mutex::new(pit));
+    resets.push(reset_of(&pit, vmm_legacy::Pit::reset));
     insert(
         &mut pio,
         "PIT",
         PIT_PORT as u64,
         vmm_legacy::PIT_PORT_LEN,
-        shared(pit),
+        pit,
     )?;
     insert(
         &mut pio,
@@ -226,31 +243,37 @@ pub fn build(
     let mut rtc = vmm_legacy::Rtc::new(clock.clone(), unix_time());
     let (below, above) = layout.ram_below_above_4g();
     rtc.set_memory(below, above);
+    let rtc = Arc::new(Mutex::new(rtc));
+    resets.push(reset_of(&rtc, vmm_legacy::Rtc::reset));
     insert(
         &mut pio,
         "RTC",
         RTC_PORT as u64,
         vmm_legacy::RTC_PORT_LEN,
-        shared(rtc),
+        rtc,
     )?;
     let pm = vmm_legacy::AcpiPm::new(line(vmm_legacy::SCI_IRQ)?, clock.clone(), power.clone());
+    let pm = Arc::new(Mutex::new(pm));
+    resets.push(reset_of(&pm, vmm_legacy::AcpiPm::reset));
     insert(
         &mut pio,
         "ACPI PM block",
         vmm_legacy::PM_BLOCK as u64,
         vmm_legacy::PM_BLOCK_LEN,
-        shared(pm),
+        pm,
     )?;
-    let reset = vmm_legacy::ResetRegister::new(power.clone());
+    let reset = Arc::new(Mutex::new(vmm_legacy::ResetRegister::new(power.clone())));
+    resets.push(reset_of(&reset, vmm_legacy::ResetRegister::reset));
     insert(
         &mut pio,
         "reset register",
         vmm_legacy::RESET_PORT as u64,
         1,
-        shared(reset),
+        reset,
     )?;
     let i8042 = vmm_legacy::I8042::new(line(vmm_legacy::KEYBOARD_IRQ)?, power.clone());
     let (data, command) = (i8042.data_port(), i8042.command_port());
+    resets.push(Box::new(move || i8042.reset()));
     insert(
         &mut pio,
         "i8042",
@@ -283,6 +306,7 @@ pub fn build(
             line(vmm_legacy::COM1_IRQ)?,
             console_output(&console.output)?,
         )));
+        resets.push(reset_of(&uart, Uart::reset));
         if console.stdin {
             let uart = uart.clone();
             forward_stdin(move |bytes| uart.lock().unwrap_or_else(|e| e.into_inner()).input(bytes));
@@ -297,12 +321,15 @@ pub fn build(
         com1 = true;
     }
 
-    let pollers = wire_pci(config, layout, ram, &interrupts, &mut pio, &mut mmio)?;
+    let (root, pollers) = wire_pci(config, layout, ram, &interrupts, &mut pio, &mut mmio)?;
+    resets.push(Box::new(move || root.reset()));
 
     let test = config
         .test_device
         .then(|| TestDevice::new(config.memory, life.clone(), clock.clone(), timers.clone()));
     if let Some(test) = &test {
+        let device = test.clone();
+        resets.push(Box::new(move || device.reset()));
         let page = testdev::MMIO;
         insert(
             &mut mmio,
@@ -326,6 +353,8 @@ pub fn build(
     .map_err(|e| setup("ACPI tables")(&e))?;
     ram.write_slice(&tables.bytes, GuestAddress(tables.base))
         .map_err(|e| setup("ACPI tables")(&e))?;
+    let chips = interrupts.clone();
+    resets.push(Box::new(move || chips.reset()));
 
     Ok(Devices {
         pio,
@@ -333,6 +362,8 @@ pub fn build(
         irq: Arc::new(IrqChip(interrupts)),
         rsdp: Some(tables.rsdp),
         test,
+        resets,
+        acpi_tables: Some((tables.base, tables.bytes)),
         keep_alive: KeepAlive {
             pollers,
             _timers: timer_queue,
@@ -388,7 +419,7 @@ fn wire_pci(
     interrupts: &Arc<Interrupts>,
     pio: &mut Bus,
     mmio: &mut Bus,
-) -> Result<Pollers, DeviceError> {
+) -> Result<(Arc<PciRoot>, Pollers), DeviceError> {
     let window = |r: std::ops::Range<u64>| Window {
         base: r.start,
         len: r.end - r.start,
@@ -476,7 +507,7 @@ fn wire_pci(
         mmio.insert(w.base, w.len, root.bar_window(w, false))
             .map_err(|e| bus("PCI BAR window", e))?;
     }
-    Ok(cx.pollers)
+    Ok((root, cx.pollers))
 }
 
 #[cfg(target_os = "linux")]

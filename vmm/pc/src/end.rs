@@ -13,8 +13,14 @@ pub enum End {
     /// ACPI S5 (`poweroff`).
     PowerOff,
     /// The guest reset the machine (reset register, keyboard controller,
-    /// `reboot`): this VMM does not restart it.
+    /// `reboot`) and the configuration says `on-reset = "exit"`.
     Reset,
+    /// The guest reset the machine `resets` times within `seconds`: a reset
+    /// loop, not restarted again.
+    ResetLoop { resets: usize, seconds: u64 },
+    /// The machine could not be started again after a reset (the kernel
+    /// could not be reloaded).
+    RestartFailed(String),
     /// isa-debug-exit at port 0xf4 was written with this value.
     DebugExit(u32),
     /// A vCPU triple-faulted.
@@ -73,7 +79,17 @@ impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             End::PowerOff => f.write_str("the guest powered off (ACPI S5)"),
-            End::Reset => f.write_str("the guest reset the machine; VM stopped (no restart)"),
+            End::Reset => f.write_str(
+                "the guest reset the machine; VM stopped (on-reset = \"exit\")",
+            ),
+            End::ResetLoop { resets, seconds } => write!(
+                f,
+                "the guest reset the machine {resets} times within {seconds} s, a reset loop; VM stopped (set on-reset = \"exit\" to stop at the first reset and see why)"
+            ),
+            End::RestartFailed(error) => write!(
+                f,
+                "the guest reset the machine and it could not start again: {error}; VM stopped"
+            ),
             End::DebugExit(v) => write!(f, "the guest wrote {v:#x} to isa-debug-exit (port 0xf4)"),
             End::TripleFault { vcpu, rip } => write!(
                 f,

@@ -17,6 +17,7 @@
 //! | `emulate` | halifax-emu over the machine (MMIO, string I/O) |
 //! | [`doorbell`] | waking halted vCPUs |
 //! | [`testdev`] | the guest-test device (`test-device = true`) |
+//! | [`restart`] | the restart after a guest reset: vCPU rendezvous, reset-loop limit |
 //! | [`end`] | how a VM ended, exit status |
 //!
 pub mod boot;
@@ -27,6 +28,7 @@ pub mod end;
 pub mod irq;
 pub mod machine;
 pub mod memory;
+pub mod restart;
 pub mod testdev;
 mod vcpu;
 

@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use halifax_emu::Emulator;
 use vcpu_api::{Access, Vcpu};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_bus::Bus;
 use vmm_core::devices::PortEffect;
 use vmm_core::ExitCounters;
 use vmm_host::{Host, HostError};
-use vmm_platform::config::{UnmappedMmio, VmConfig};
+use vmm_platform::config::{OnReset, UnmappedMmio, VmConfig};
 use vmm_platform::cpuid::{CpuidPolicy, GuestCpuid};
 use vmm_platform::layout::LAPIC;
 use vmm_platform::msr::MsrPlatform;
@@ -29,6 +30,7 @@ use crate::doorbell::Doorbell;
 use crate::end::End;
 use crate::irq::InterruptController;
 use crate::memory::{self, GuestRam, MemoryError};
+use crate::restart::{ResetLimit, Restart, RESET_LOOP_RESETS, RESET_LOOP_WINDOW_NS};
 use crate::testdev::{self, TestDevice};
 use crate::vcpu;
 
@@ -48,21 +50,64 @@ pub enum MachineError {
     Unsupported(String),
 }
 
-/// The end of the VM and the doorbells that tell every vCPU about it;
-/// shared with device callbacks (power events) created before the machine.
+/// The end of the VM, its restarts after a guest reset, and the doorbells
+/// that tell every vCPU about them; shared with device callbacks (power
+/// events) created before the machine.
 pub struct Lifecycle {
     doorbells: Vec<Doorbell>,
     end: Mutex<Option<End>>,
     stopped: AtomicBool,
+    on_reset: OnReset,
+    pub(crate) restart: Restart,
+    resets: Mutex<ResetLimit>,
+    started: std::time::Instant,
 }
 
 impl Lifecycle {
-    pub fn new(vcpus: u32) -> Arc<Self> {
+    pub fn new(vcpus: u32, on_reset: OnReset) -> Arc<Self> {
         Arc::new(Lifecycle {
             doorbells: (0..vcpus).map(|_| Doorbell::default()).collect(),
             end: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            on_reset,
+            restart: Restart::default(),
+            resets: Mutex::new(ResetLimit::new(RESET_LOOP_RESETS, RESET_LOOP_WINDOW_NS)),
+            started: std::time::Instant::now(),
         })
+    }
+
+    /// The guest reset the machine: with `on-reset = "restart"` every vCPU
+    /// handler is called to the restart rendezvous (the machine starts
+    /// again), unless the resets come in a loop; with `"exit"` the VM ends.
+    pub fn reset(&self) {
+        if self.on_reset == OnReset::Exit {
+            return self.stop(End::Reset);
+        }
+        if self.restart.requested() {
+            return; // this restart is under way
+        }
+        let now = self.started.elapsed().as_nanos() as u64;
+        let allowed = self
+            .resets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .restart_allowed(now);
+        if !allowed {
+            return self.stop(End::ResetLoop {
+                resets: RESET_LOOP_RESETS,
+                seconds: RESET_LOOP_WINDOW_NS / 1_000_000_000,
+            });
+        }
+        if self.restart.request() {
+            for bell in &self.doorbells {
+                bell.ring();
+            }
+        }
+    }
+
+    /// A restart is asked for: handlers stop running their vCPUs and gather.
+    pub fn restart_requested(&self) -> bool {
+        self.restart.requested()
     }
 
     pub fn doorbell(&self, vcpu: u32) -> &Doorbell {
@@ -116,7 +161,21 @@ pub struct Machine {
     /// The guest-test device, if the configuration asks for it.
     pub test: Option<Arc<TestDevice>>,
     pub unmapped_mmio: UnmappedMmio,
+    pub power_on: PowerOn,
 }
+
+/// What a restart puts back to its power-on state besides the vCPUs.
+pub struct PowerOn {
+    /// Each device's reset, interrupt controllers last
+    /// ([`devices::Devices::resets`]).
+    pub device_resets: Vec<devices::DeviceReset>,
+    /// Writes the guest's images and the firmware tables to RAM again and
+    /// says where the guest starts.
+    pub reload: Reload,
+}
+
+/// Loads the guest into RAM again; the error says why it cannot.
+pub type Reload = Box<dyn Fn(&GuestRam) -> Result<Entry, String> + Send + Sync>;
 
 /// What [`run`] reports.
 #[derive(Debug)]
@@ -140,6 +199,33 @@ impl Machine {
 
     pub fn stop(&self, end: End) {
         self.life.stop(end)
+    }
+
+    /// Joins the restart rendezvous (a restart is requested); the last
+    /// handler to arrive powers the machine on again. `false`: the VM
+    /// ended instead.
+    pub(crate) fn gather_for_restart(&self) -> bool {
+        self.life
+            .restart
+            .gather(self.vcpus(), || self.stopped(), |n| self.power_on_again(n))
+    }
+
+    /// Restart `number`'s work while every handler waits: each device at
+    /// its power-on state, the guest's images and tables in RAM again.
+    /// Guest RAM is not cleared (as on a PC); disks keep their contents.
+    fn power_on_again(&self, number: u64) {
+        for reset in &self.power_on.device_resets {
+            reset();
+        }
+        match (self.power_on.reload)(&self.ram) {
+            Ok(entry) if entry == self.entry => {
+                eprintln!("tern-vmm: the guest reset the machine; restarting it (restart {number})")
+            }
+            Ok(_) => self.stop(End::RestartFailed(
+                "the kernel changed on disk since the VM started (another entry point)".into(),
+            )),
+            Err(error) => self.stop(End::RestartFailed(error)),
+        }
     }
     /// Counts one exit against the limit.
     pub(crate) fn count_exit(&self) -> Result<(), End> {
@@ -283,7 +369,7 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
     // the threads are joined and the machine and devices dropped below.
     let ram = unsafe { memory::from_host_regions(&regions)? };
     let cpus = config.cpus;
-    let life = Lifecycle::new(cpus);
+    let life = Lifecycle::new(cpus, config.on_reset);
     let tsc_hz = devices::measure_tsc_hz();
     let tsc_khz = u32::try_from(tsc_hz / 1000).ok();
     let policy = CpuidPolicy {
@@ -298,6 +384,18 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
     let msr_platform = MsrPlatform::new(&cpuid, &layout, tsc_khz, 0);
     let devices = devices::build(config, &layout, &ram, &life, tsc_hz)?;
     let entry = boot::load(&ram, &layout, &config.boot, devices.rsdp)?;
+    let (boot, tables, rsdp) = (
+        config.boot.clone(),
+        devices.acpi_tables.clone(),
+        devices.rsdp,
+    );
+    let reload = move |ram: &GuestRam| {
+        if let Some((base, bytes)) = &tables {
+            ram.write_slice(bytes, GuestAddress(*base))
+                .map_err(|e| format!("cannot write the ACPI tables again: {e}"))?;
+        }
+        boot::load(ram, &layout, &boot, rsdp).map_err(|e| e.to_string())
+    };
     let machine = Arc::new(Machine {
         ram,
         pio: devices.pio,
@@ -314,6 +412,10 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
         warned: Mutex::new(HashSet::new()),
         test: devices.test,
         unmapped_mmio: config.unmapped_mmio,
+        power_on: PowerOn {
+            device_resets: devices.resets,
+            reload: Box::new(reload),
+        },
     });
 
     let total = Arc::new(Mutex::new(ExitCounters::default()));

@@ -27,6 +27,7 @@ const RAISED: u16 = 0x100;
 
 pub struct TestDevice {
     regs: Arc<Mutex<Devices>>,
+    ram_bytes: u64,
     /// Per vCPU: the interrupt the device wants injected.
     pending: Vec<AtomicU16>,
     clock: Arc<dyn Clock>,
@@ -44,11 +45,21 @@ impl TestDevice {
     ) -> Arc<Self> {
         Arc::new(TestDevice {
             regs: Arc::new(Mutex::new(Devices::new(ram_bytes))),
+            ram_bytes,
             pending: (0..life.vcpus()).map(|_| AtomicU16::new(0)).collect(),
             clock,
             timers,
             life,
         })
+    }
+
+    /// A platform reset: registers as at power-on, no interrupt pending
+    /// (a `RECALL_IRQ` already scheduled still comes).
+    pub fn reset(&self) {
+        *self.regs() = Devices::new(self.ram_bytes);
+        for slot in &self.pending {
+            slot.store(0, Ordering::Release);
+        }
     }
 
     fn regs(&self) -> std::sync::MutexGuard<'_, Devices> {

@@ -2,7 +2,7 @@
 //! interrupt controller, the Linux boot structures, the device wiring.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use halifax_emu::Emulator;
@@ -13,7 +13,7 @@ use vcpu_api::{
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_bus::{Bus, BusDevice};
 use vmm_host::CpuidEntry;
-use vmm_platform::config::UnmappedMmio;
+use vmm_platform::config::{OnReset, UnmappedMmio};
 use vmm_platform::cpuid::{CpuidPolicy, GuestCpuid};
 use vmm_platform::layout::MemoryLayout;
 use vmm_platform::msr::{MsrModel, MsrPlatform};
@@ -21,7 +21,7 @@ use vmm_platform::msr::{MsrModel, MsrPlatform};
 use crate::boot::{self, linux, Entry};
 use crate::end::End;
 use crate::irq::{InterruptController, Startup};
-use crate::machine::{Lifecycle, Machine};
+use crate::machine::{Lifecycle, Machine, PowerOn};
 use crate::vcpu::{self, Ctx, Next};
 
 // ---------------------------------------------------------------- fakes
@@ -118,7 +118,12 @@ struct Fixture {
     machine: Machine,
     irq: Arc<ScriptedIrq>,
     device: Arc<Mutex<Recorder>>,
+    /// How often a restart reloaded guest RAM.
+    reloads: Arc<AtomicU32>,
 }
+
+/// Where the fixture's reload writes its mark in guest RAM.
+const RELOAD_MARK: u64 = 0x7000;
 
 const RAM: usize = 0x100_0000;
 const DEVICE_PORT: u64 = 0x510;
@@ -134,6 +139,9 @@ fn fixture(cpus: u32, entry: Entry, max_exits: Option<u64>) -> Fixture {
     let cpuid = GuestCpuid::new(&host_cpuid(), &CpuidPolicy::new(cpus)).unwrap();
     let layout = MemoryLayout::new(RAM as u64).unwrap();
     let msr_platform = MsrPlatform::new(&cpuid, &layout, None, 0);
+    let reloads = Arc::new(AtomicU32::new(0));
+    let counted = reloads.clone();
+    let recorder = device.clone();
     let machine = Machine {
         ram,
         pio,
@@ -141,7 +149,7 @@ fn fixture(cpus: u32, entry: Entry, max_exits: Option<u64>) -> Fixture {
         irq: irq.clone(),
         entry,
         emulator: Emulator::default(),
-        life: Lifecycle::new(cpus),
+        life: Lifecycle::new(cpus, OnReset::Restart),
         cpuid,
         msr_platform,
         exits: AtomicU64::new(0),
@@ -150,11 +158,20 @@ fn fixture(cpus: u32, entry: Entry, max_exits: Option<u64>) -> Fixture {
         warned: Mutex::new(HashSet::new()),
         test: None,
         unmapped_mmio: UnmappedMmio::Ignore,
+        power_on: PowerOn {
+            device_resets: vec![Box::new(move || recorder.lock().unwrap().0.clear())],
+            reload: Box::new(move |ram| {
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                ram.write_obj(n, GuestAddress(RELOAD_MARK)).unwrap();
+                Ok(entry)
+            }),
+        },
     };
     Fixture {
         machine,
         irq,
         device,
+        reloads,
     }
 }
 
@@ -586,6 +603,110 @@ fn an_ap_waits_for_its_sipi_and_every_vcpu_idle_ends_the_vm() {
     assert_eq!(f.machine.life.end(), Some(End::AllHalted));
 }
 
+// ---------------------------------------------------------------- restart
+
+/// A step that exits with a recall after `act` (a device's power event).
+fn recall_after(act: impl FnOnce() + Send + 'static) -> Step {
+    let mut act = Some(act);
+    Box::new(move |s: &mut VcpuState| {
+        s.exit = Exit {
+            reason: ExitReason::Recall,
+            raw: RawExit::Synthetic,
+        };
+        if let Some(act) = act.take() {
+            act();
+        }
+    })
+}
+
+#[test]
+fn a_reset_restarts_every_vcpu_at_power_on_with_devices_and_ram_reloaded() {
+    let f = Arc::new(fixture(2, Entry::Linux(linux_image()), None));
+    f.irq.startup.lock().unwrap().push_back(Startup::Sipi(0x9a));
+    let ap_resumed = Arc::new(Mutex::new(Vec::new()));
+    let ap = Scripted {
+        script: VecDeque::from([exit_at(ExitReason::Hlt, 1)]),
+        resumed: ap_resumed.clone(),
+    };
+    let g = f.clone();
+    let ap = std::thread::spawn(move || vcpu::run(&g.machine, 1, &mut Vcpu::new(ap)));
+    while ap_resumed.lock().unwrap().is_empty() {
+        std::thread::yield_now(); // the AP runs once after its SIPI, then halts
+    }
+
+    let (reset, off) = (f.machine.life.clone(), f.machine.life.clone());
+    let resumed = Arc::new(Mutex::new(Vec::new()));
+    let bsp = Scripted {
+        script: VecDeque::from([
+            exit_at(io(DEVICE_PORT as u16, 1, Direction::Out), 1),
+            // The reset register's power event, on this vCPU's thread.
+            recall_after(move || reset.reset()),
+            recall_after(move || off.stop(End::PowerOff)),
+        ]),
+        resumed: resumed.clone(),
+    };
+    let counters = vcpu::run(&f.machine, 0, &mut Vcpu::new(bsp));
+    let ap_counters = ap.join().unwrap();
+
+    assert_eq!(f.machine.life.end(), Some(End::PowerOff));
+    assert_eq!(f.machine.life.restart.restarts(), 1);
+    assert_eq!(f.reloads.load(Ordering::SeqCst), 1, "RAM reloaded once");
+    let mark: u32 = f.machine.ram.read_obj(GuestAddress(RELOAD_MARK)).unwrap();
+    assert_eq!(mark, 1);
+    assert!(
+        f.device.lock().unwrap().0.is_empty(),
+        "the device was reset"
+    );
+    let resumed = resumed.lock().unwrap();
+    assert_eq!(resumed.len(), 3, "start, after the I/O, after the restart");
+    let again = &resumed[2];
+    assert_eq!(again.ip.value(), 0x10_0200, "the BSP at the kernel's entry");
+    assert_eq!(again.rsi.value(), linux::BOOT_PARAMS);
+    assert_eq!(again.cr3.value(), linux::PML4);
+    assert!(again.ip.charged() && again.cr0.charged() && again.efer.charged());
+    assert_eq!(counters.get("startup"), 1, "the restart is no exit");
+    assert_eq!(counters.get("io"), 1);
+    // The AP ran after its SIPI and halted; after the restart it waits for
+    // a SIPI again (none comes), so it never runs again.
+    assert_eq!(ap_resumed.lock().unwrap().len(), 1);
+    assert_eq!(ap_counters.get("hlt"), 1);
+}
+
+#[test]
+fn on_reset_exit_ends_the_vm_and_a_reset_loop_ends_it_too() {
+    let life = Lifecycle::new(1, OnReset::Exit);
+    life.reset();
+    assert_eq!(life.end(), Some(End::Reset));
+    assert!(!life.restart_requested());
+    assert_eq!(End::Reset.exit_status(), 1);
+
+    let life = Lifecycle::new(1, OnReset::Restart);
+    for restart in 1..crate::restart::RESET_LOOP_RESETS as u64 {
+        life.reset();
+        assert!(life.restart_requested(), "reset {restart}");
+        life.reset(); // a second reset while the first is under way
+        assert!(life.restart.gather(1, || false, |n| assert_eq!(n, restart)));
+        assert_eq!(life.end(), None);
+    }
+    life.reset();
+    let end = life.end().unwrap();
+    assert!(
+        matches!(
+            end,
+            End::ResetLoop {
+                resets: 10,
+                seconds: 60
+            }
+        ),
+        "{end:?}"
+    );
+    let message = end.to_string();
+    assert!(
+        message.contains("reset loop") && message.contains("on-reset"),
+        "{message}"
+    );
+}
+
 // ---------------------------------------------------------------- boot
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -743,7 +864,7 @@ fn devices_of_a_configuration_are_wired_to_their_ports_and_pages() {
     let config = vmm_platform::config::VmConfig::parse(text, &file).unwrap();
     let layout = config.layout();
     let ram = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 64 << 20)]).unwrap());
-    let life = Lifecycle::new(2);
+    let life = Lifecycle::new(2, OnReset::Restart);
     let devices = crate::devices::build(&config, &layout, &ram, &life, 1_000_000_000).unwrap();
     for port in [
         0x20, 0xa0, 0x40, 0x61, 0x70, 0x3f8, 0x600, 0xcf9, 0x60, 0x64, 0xf4, 0xcfc,
@@ -776,6 +897,10 @@ fn devices_of_a_configuration_are_wired_to_their_ports_and_pages() {
     let mut signature = [0u8; 8];
     ram.read_slice(&mut signature, GuestAddress(rsdp)).unwrap();
     assert_eq!(&signature, b"RSD PTR ");
+    // The reset register asks for a restart (the VM goes on).
+    devices.pio.write(0xcf9, &[0x06]);
+    assert!(life.restart_requested());
+    assert_eq!(life.end(), None);
     // An S5 write ends the VM with a power-off.
     devices
         .pio

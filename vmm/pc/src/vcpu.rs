@@ -51,6 +51,8 @@ pub(crate) enum Next {
     },
     /// INIT: stopped until a SIPI.
     Park,
+    /// The guest reset the machine: stopped until every vCPU gathers.
+    Restart,
     Stop,
 }
 
@@ -69,6 +71,9 @@ pub(crate) struct Ctx {
     irq_on_hlt: Option<u8>,
     /// The guest asked for an invalid state (`INVALID_STATE`).
     invalid_state_requested: bool,
+    /// Restarted: the next look charges the power-on state, as at the
+    /// first (synthetic) start-up exit.
+    power_on: bool,
 }
 
 impl Ctx {
@@ -83,7 +88,19 @@ impl Ctx {
             test_args: [0; 2],
             irq_on_hlt: None,
             invalid_state_requested: false,
+            power_on: false,
         }
+    }
+
+    /// After a restart: as new (counters kept); a vCPU that starts at once
+    /// gets its power-on state at the next look, the others wait for a SIPI.
+    fn restart(&mut self, running: bool, msrs: MsrModel) {
+        let counters = std::mem::take(&mut self.counters);
+        *self = Ctx {
+            counters,
+            power_on: running,
+            ..Ctx::new(self.index, running, msrs)
+        };
     }
 }
 
@@ -96,6 +113,15 @@ pub fn run<B: Backend>(m: &Machine, index: u32, vcpu: &mut Vcpu<B>) -> ExitCount
     let mut ctx = Ctx::new(index, m.entry.starts_at_once(index), msrs);
     let mut fresh = true;
     while !m.stopped() {
+        if m.life.restart_requested() {
+            if !m.gather_for_restart() {
+                break;
+            }
+            let msrs = MsrModel::new(m.msr_platform);
+            ctx.restart(m.entry.starts_at_once(index), msrs);
+            fresh = false; // the exit the restart cut short is dropped
+            continue;
+        }
         if !ctx.running {
             wait_for_sipi(m, &mut ctx);
             continue;
@@ -126,6 +152,7 @@ pub fn run<B: Backend>(m: &Machine, index: u32, vcpu: &mut Vcpu<B>) -> ExitCount
             Next::Resume => {}
             Next::Halt { dead } => m.idle(index, dead, || bell.wait(|| m.stopped())),
             Next::Park => ctx.running = false,
+            Next::Restart => {}
             Next::Stop => break,
         }
     }
@@ -150,10 +177,13 @@ fn wait_for_sipi(m: &Machine, ctx: &mut Ctx) {
 /// Handles the exit in `s`; `fresh`: first look at this exit (counted and
 /// checked against the limit once).
 pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool) -> Next {
-    if m.stopped() {
-        return Next::Stop;
+    if let Some(next) = machine_stops(m) {
+        return next;
     }
-    let reason = s.exit.reason;
+    let reason = match std::mem::take(&mut ctx.power_on) {
+        true => ExitReason::Startup,
+        false => s.exit.reason,
+    };
     if fresh {
         ctx.counters.count(&reason);
         if let Err(end) = m.count_exit() {
@@ -265,13 +295,24 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
             Next::Stop
         }
     };
-    if m.stopped() {
-        return Next::Stop;
+    if let Some(next) = machine_stops(m) {
+        return next;
     }
     if next == Next::Resume {
         inject_pending(m, ctx, s);
     }
     next
+}
+
+/// The VM ended, or the machine restarts: the vCPU must not run on.
+fn machine_stops(m: &Machine) -> Option<Next> {
+    if m.stopped() {
+        Some(Next::Stop)
+    } else if m.life.restart_requested() {
+        Some(Next::Restart)
+    } else {
+        None
+    }
 }
 
 fn port_io(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, io: IoAccess) -> Next {

@@ -43,6 +43,8 @@ pub struct VmConfig {
     pub max_exits: Option<u64>,
     /// What an access to guest-physical memory where nothing is does.
     pub unmapped_mmio: UnmappedMmio,
+    /// What a guest's reset of the machine does.
+    pub on_reset: OnReset,
     /// Print the exit counters when the VM ends.
     pub print_exits: bool,
 }
@@ -56,6 +58,19 @@ pub enum UnmappedMmio {
     Ignore,
     /// The VM stops with the address and the access (the guest-test protocol's rule).
     Stop,
+}
+
+/// What the machine does when the guest resets it (reset register, keyboard
+/// controller; `reboot`). A triple fault always stops the VM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnReset {
+    /// As a PC: the machine starts again (vCPUs, devices and the loaded
+    /// images at their power-on state; disks keep what was written).
+    #[default]
+    Restart,
+    /// The VM ends (exit status 1), as QEMU's `-no-reboot`.
+    Exit,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,6 +213,8 @@ struct RawConfig {
     max_exits: Option<u64>,
     #[serde(default)]
     unmapped_mmio: UnmappedMmio,
+    #[serde(default)]
+    on_reset: OnReset,
     #[serde(default = "yes")]
     print_exits: bool,
 }
@@ -468,6 +485,7 @@ impl Checker<'_> {
             test_device: raw.test_device,
             max_exits: raw.max_exits,
             unmapped_mmio: raw.unmapped_mmio,
+            on_reset: raw.on_reset,
             print_exits: raw.print_exits,
         })
     }

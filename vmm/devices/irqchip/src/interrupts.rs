@@ -162,6 +162,27 @@ impl Interrupts {
         }))
     }
 
+    /// A platform reset: the PIC pair, the IOAPIC and every LAPIC at their
+    /// power-on state (vCPU 0 the BSP, the others waiting for INIT/SIPI),
+    /// LAPIC timers stopped, nothing pending. Input lines count as
+    /// deasserted: reset the devices first (their reset drops their lines).
+    pub fn reset(&self) {
+        *lock(&self.pic) = Pic {
+            chips: PicPair::new(),
+            intr: false,
+        };
+        *lock(&self.ioapic) = IoApic::new(IOAPIC_VERSION);
+        for (id, v) in self.vcpus.iter().enumerate() {
+            let mut v = lock(v);
+            if let Some(timer) = v.timer.take() {
+                self.timers.cancel(timer);
+            }
+            v.timer_generation += 1;
+            v.lapic = Lapic::new(id as u32, id == 0);
+            v.offered = None;
+        }
+    }
+
     pub fn vcpu_count(&self) -> u32 {
         self.vcpus.len() as u32
     }

@@ -717,6 +717,38 @@ fn tsc_deadline_timer_converts_guest_tsc_to_clock_time() {
 }
 
 #[test]
+fn a_platform_reset_returns_every_chip_to_power_on() {
+    let m = Machine::new(2);
+    m.init_pic(1 << 4);
+    m.enable_lapic(0);
+    m.enable_lapic(1);
+    m.route(9, 0x0000_8049, 1);
+    m.irq.gsi_line(9).unwrap().set_level(true);
+    assert!(irr_bit(&m, 1, 0x49));
+    m.lapic_write(0, 0x320, 0x2_0030); // periodic timer
+    m.lapic_write(0, 0x380, 1000);
+    assert!(m.irq.wrmsr(1, 0x1b, 0xfee0_0c00), "vCPU 1 to x2APIC");
+    m.send_ipi(0, 1, 0x0000_c500); // INIT pending for vCPU 1
+    assert_eq!(m.timers.deadlines().len(), 1);
+    m.irq.gsi_line(9).unwrap().set_level(false); // the devices reset first
+
+    m.irq.reset();
+    assert!(m.timers.deadlines().is_empty(), "LAPIC timer stopped");
+    assert_eq!(m.irq.take_startup(1), None, "no INIT left pending");
+    assert_eq!(m.irq.rdmsr(0, 0x1b), Some(0xfee0_0900), "BSP, xAPIC");
+    assert_eq!(m.irq.rdmsr(1, 0x1b), Some(0xfee0_0800), "AP, xAPIC");
+    assert_eq!(m.lapic_read(0, 0xf0), 0xff, "software-disabled");
+    assert!(!irr_bit(&m, 1, 0x49));
+    assert_eq!(m.ioapic_read(0x10 + 2 * 9), 0x1_0000, "pin masked again");
+    assert_eq!(m.inb(0x21), 0, "PIC mask as after power-on");
+    assert_eq!(m.irq.next_interrupt(0), None);
+    // The PIC works as before once programmed again.
+    m.init_pic(1 << 4);
+    m.irq.gsi_line(4).unwrap().pulse();
+    assert_eq!(m.take(0), Some(0x34));
+}
+
+#[test]
 fn a_stale_timer_callback_does_nothing() {
     // Timers whose cancel comes too late: the callback still runs.
     struct LateCancel(FakeTimers);

@@ -102,6 +102,16 @@ impl AcpiPm {
         }
     }
 
+    /// A platform reset: status and enables cleared (the SCI deasserted),
+    /// SCI_EN set; the PM timer keeps counting.
+    pub fn reset(&mut self) {
+        self.status = 0;
+        self.enable = 0;
+        self.control = SCI_EN;
+        self.carries_seen = Self::carries(self.timer_ticks());
+        self.update_sci();
+    }
+
     /// The power button was pressed: PWRBTN_STS, and the SCI if the guest
     /// enabled the button (Linux's ACPI button driver does). A guest that
     /// did not will not react; the machine may then force the VM off.
@@ -197,6 +207,11 @@ pub struct ResetRegister {
 impl ResetRegister {
     pub fn new(events: PowerEvents) -> ResetRegister {
         ResetRegister { events, value: 0 }
+    }
+
+    /// A platform reset clears the register.
+    pub fn reset(&mut self) {
+        self.value = 0;
     }
 }
 
@@ -368,5 +383,18 @@ mod tests {
             *seen.lock().unwrap(),
             vec![PowerEvent::Reset, PowerEvent::Reset]
         );
+    }
+
+    #[test]
+    fn a_platform_reset_clears_status_and_enables() {
+        let (mut pm, _, sci, _) = pm();
+        outw(&mut pm, 2, PWRBTN); // PWRBTN_EN
+        pm.press_power_button();
+        assert!(sci.level());
+        pm.reset();
+        assert!(!sci.level(), "SCI deasserted");
+        assert_eq!(inw(&mut pm, 0) & PWRBTN, 0, "status cleared");
+        assert_eq!(inw(&mut pm, 2), 0, "enables cleared");
+        assert_eq!(inw(&mut pm, 4) & SCI_EN, SCI_EN);
     }
 }

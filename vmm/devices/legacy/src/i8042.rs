@@ -336,6 +336,19 @@ impl I8042 {
         }
     }
 
+    /// A platform reset: the controller and keyboard as [`I8042::new`]
+    /// leaves them, IRQ1 deasserted, bytes not yet read dropped.
+    pub fn reset(&self) {
+        let mut c = lock(&self.inner);
+        c.command_byte = RESET_CTR;
+        c.output = None;
+        c.pending = None;
+        c.last_write_was_command = false;
+        c.output_port = OUT_RESET | OUT_A20;
+        c.keyboard = Keyboard::new();
+        c.update_irq();
+    }
+
     /// The bus device for port 0x60.
     pub fn data_port(&self) -> I8042Port {
         I8042Port {
@@ -601,5 +614,17 @@ mod tests {
         let mut w = [0u8; 2];
         r.cmd.read(0, &mut w);
         assert_eq!(w[1], 0xff);
+    }
+
+    #[test]
+    fn a_platform_reset_restores_the_power_on_controller() {
+        let mut r = rig();
+        r.command(0x60, Some(CTR_KBD_INT));
+        r.kbc.key(&[0x1e]);
+        assert!(r.irq1.level());
+        r.kbc.reset();
+        assert!(!r.irq1.level(), "IRQ1 deasserted");
+        assert_eq!(r.status(), STS_SYS | STS_UNLOCKED, "nothing to read");
+        assert_eq!(r.command(0x20, None), Some(RESET_CTR));
     }
 }

@@ -408,6 +408,16 @@ impl Pit {
         }
     }
 
+    /// A platform reset: every counter unprogrammed, port 0x61 cleared,
+    /// channel 0's scheduled interrupt dropped.
+    pub fn reset(&mut self) {
+        let now = self.shared.clock.now_ns();
+        let mut state = self.shared.lock();
+        state.channels = [Channel::new(true), Channel::new(true), Channel::new(false)];
+        state.port61 = 0;
+        self.shared.replan_irq(state, now);
+    }
+
     /// The bus device for port 0x61 (channel 2's gate and OUT, speaker).
     pub fn port61(&self) -> Port61 {
         Port61 {
@@ -896,5 +906,21 @@ mod tests {
         drop(r.port61);
         r.timers.run_until(r.clock.now_ns() + 1_000_000);
         assert_eq!(r.irq0.rising_edges(), 0);
+    }
+
+    #[test]
+    fn a_platform_reset_unprograms_the_counters_and_drops_the_interrupt() {
+        let mut r = rig();
+        r.load(0, 0x34, 1000);
+        outb(&mut r.port61, 0, P61_GATE2);
+        assert_eq!(r.timers.deadlines().len(), 1);
+        r.pit.reset();
+        assert!(r.timers.deadlines().is_empty(), "IRQ0 no longer scheduled");
+        r.timers.run_until(r.now() + 10_000_000);
+        assert_eq!(r.irq0.rising_edges(), 0);
+        assert_eq!(inb(&mut r.port61, 0) & P61_WRITABLE, 0);
+        // Read-back status of channel 0: null count, mode 0, lohi access.
+        outb(&mut r.pit, CONTROL, 0xe2);
+        assert_eq!(inb(&mut r.pit, 0) & 0x7f, 0x70);
     }
 }

@@ -40,6 +40,8 @@ const STATUS_D: u8 = 0x0d;
 const A_UIP: u8 = 0x80;
 const B_SET: u8 = 0x80;
 const B_UIE: u8 = 0x10;
+/// PIE, AIE, UIE and SQWE: what a reset clears in status B.
+const B_RESET_CLEARS: u8 = 0x78;
 const B_BINARY: u8 = 0x04;
 const B_24H: u8 = 0x02;
 const D_VALID: u8 = 0x80;
@@ -176,6 +178,13 @@ impl Rtc {
         put(0x30, extended_kib, 2);
         put(0x34, above_16m, 2);
         put(0x5b, high, 3);
+    }
+
+    /// A platform reset (the chip's RESET pin): the interrupt enables and
+    /// the square-wave output off; time, date, mode bits and CMOS memory
+    /// stay (the RTC runs on its battery).
+    pub fn reset(&mut self) {
+        self.cmos[STATUS_B as usize] &= !B_RESET_CLEARS;
     }
 
     fn rtc_ns(&self) -> i128 {
@@ -527,5 +536,17 @@ mod tests {
         assert_eq!(word(&mut r, 0x17), 7 * 1024);
         assert_eq!(word(&mut r, 0x34), 0);
         assert_eq!(cmos(&mut r, 0x5b), 0);
+    }
+
+    #[test]
+    fn a_platform_reset_clears_the_interrupt_enables_and_keeps_the_time() {
+        let (mut r, clock) = rtc(1_709_251_199); // 23:59:59
+        set_cmos(&mut r, STATUS_B, 0x78 | B_24H | B_BINARY);
+        set_cmos(&mut r, 0x40, 0xab);
+        r.reset();
+        assert_eq!(cmos(&mut r, STATUS_B), B_24H | B_BINARY);
+        assert_eq!(cmos(&mut r, 0x40), 0xab, "CMOS memory kept");
+        clock.advance(1_000_000_000);
+        assert_eq!(time_registers(&mut r)[..3], [0, 0, 0], "the clock runs on");
     }
 }

@@ -156,6 +156,26 @@ impl Uart {
         self.update_irq();
     }
 
+    /// A platform reset: every register at its power-on value, the
+    /// interrupt deasserted. Host input the guest has not read yet (in the
+    /// FIFO or the backlog) stays queued for the next driver.
+    pub fn reset(&mut self) {
+        while let Some(byte) = self.rx_fifo.pop_back() {
+            self.backlog.push_front(byte);
+        }
+        self.ier = 0;
+        self.lcr = 0;
+        self.mcr = 0;
+        self.fcr = 0;
+        self.scr = 0;
+        self.divisor = RESET_DIVISOR;
+        self.lsr_errors = 0;
+        self.msr_deltas = 0;
+        self.thre_pending = false;
+        self.refill();
+        self.update_irq();
+    }
+
     /// Host input bytes dropped because the backlog was full.
     pub fn dropped_input(&self) -> u64 {
         self.dropped_input
@@ -690,5 +710,22 @@ mod tests {
         outb(&mut u, IIR_FCR, 0);
         assert_eq!(inb(&mut u, LSR) & LSR_DR, 0);
         assert_eq!(inb(&mut u, IIR_FCR), IIR_NONE, "FIFO bits gone");
+    }
+
+    #[test]
+    fn a_platform_reset_restores_registers_and_keeps_unread_input() {
+        let (mut u, line, _) = uart();
+        linux_startup(&mut u);
+        outb(&mut u, SCR, 0x5a);
+        u.input(b"abc");
+        assert!(line.level(), "receive interrupt");
+        assert_eq!(inb(&mut u, RBR_THR_DLL), b'a');
+        u.reset();
+        assert!(!line.level(), "deasserted by the reset");
+        for (offset, value) in [(IER_DLM, 0), (LCR, 0), (MCR, 0), (SCR, 0)] {
+            assert_eq!(inb(&mut u, offset), value, "register {offset}");
+        }
+        assert_eq!(inb(&mut u, RBR_THR_DLL), b'b', "unread input kept in order");
+        assert_eq!(inb(&mut u, RBR_THR_DLL), b'c');
     }
 }

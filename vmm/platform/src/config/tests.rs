@@ -64,6 +64,7 @@ cpus = 2
 test-device = true
 max-exits = 50_000_000
 unmapped-mmio = "stop"
+on-reset = "exit"
 print-exits = false
 
 [boot]
@@ -141,6 +142,7 @@ output = "file:logs/hvc0.log"
             test_device: true,
             max_exits: Some(50_000_000),
             unmapped_mmio: UnmappedMmio::Stop,
+            on_reset: OnReset::Exit,
             print_exits: false,
         }
     );
@@ -161,6 +163,7 @@ fn defaults_one_cpu_com1_on_stdio_no_limit_counters_printed() {
     );
     assert_eq!(c.max_exits, None);
     assert_eq!(c.unmapped_mmio, UnmappedMmio::Ignore);
+    assert_eq!(c.on_reset, OnReset::Restart);
     assert!(c.print_exits);
     assert!(!c.test_device);
     assert!(c.disks.is_empty() && c.nets.is_empty());
@@ -322,6 +325,12 @@ fn wrong_values_name_their_key() {
     assert_eq!(key, "unmapped-mmio");
     assert!(
         message.contains("ignore") && message.contains("stop"),
+        "{message}"
+    );
+    let (key, message) = error(&format!("on-reset = \"reboot\"\n{}", linux("")));
+    assert_eq!(key, "on-reset");
+    assert!(
+        message.contains("restart") && message.contains("exit"),
         "{message}"
     );
 }

@@ -34,6 +34,11 @@ pub trait PciFunction: Send {
 
     fn bar_read(&mut self, bar: usize, offset: u64, data: &mut [u8]);
     fn bar_write(&mut self, bar: usize, offset: u64, data: &[u8]);
+
+    /// A platform reset ([`PciRoot::reset`]): the configuration space is
+    /// already back at its power-on content; the function forgets the rest
+    /// of its state (a disk keeps its contents).
+    fn pci_reset(&mut self) {}
 }
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]

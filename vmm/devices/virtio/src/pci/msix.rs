@@ -92,6 +92,18 @@ impl Msix {
         self.enabled
     }
 
+    /// A function reset: every entry masked and cleared, nothing pending,
+    /// MSI-X off (the capability's control word is the config space's).
+    pub fn reset(&mut self) {
+        self.entries.fill(Entry {
+            control: ENTRY_MASKED,
+            ..Entry::default()
+        });
+        self.pending.fill(0);
+        self.enabled = false;
+        self.function_masked = false;
+    }
+
     /// Picks up the capability's enable and function-mask bits after a
     /// config write; vectors that became unmasked fire if pending.
     pub fn config_written(&mut self, config: &ConfigSpace) {

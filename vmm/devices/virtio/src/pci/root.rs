@@ -71,6 +71,8 @@ struct Route {
 pub struct PciRoot {
     windows: PciWindows,
     devices: Vec<SharedFunction>,
+    /// Each function's configuration space as `add` left it, for a reset.
+    power_on: Vec<ConfigSpace>,
     next_mmio32: u64,
     next_mmio64: u64,
     next_io: u64,
@@ -95,9 +97,11 @@ impl PciRoot {
                 });
             }
         }
+        let bridge = HostBridge::new();
         Ok(PciRoot {
             windows,
-            devices: vec![Arc::new(Mutex::new(HostBridge::new()))],
+            power_on: vec![bridge.config().clone()],
+            devices: vec![Arc::new(Mutex::new(bridge))],
             next_mmio32: windows.mmio32.base,
             next_mmio64: windows.mmio64.map_or(0, |w| w.base),
             next_io: windows.io.map_or(0, |w| w.base),
@@ -167,11 +171,29 @@ impl PciRoot {
                 cs.set_bar_address(index, base);
             }
             cs.set_command(cs.command() | command);
+            self.power_on.push(cs.clone());
             (self.next_mmio32, self.next_mmio64, self.next_io) = (next32, next64, next_io);
         }
         self.devices.push(function);
         self.update_routes(device);
         Ok(device as u8)
+    }
+
+    /// A platform reset: CONFIG_ADDRESS cleared, every function's
+    /// configuration space back to what [`add`](Self::add) left (BARs at
+    /// their first addresses, decoding on), then the function's own reset
+    /// ([`PciFunction::pci_reset`]).
+    pub fn reset(&self) {
+        self.config_address.store(0, Ordering::SeqCst);
+        let _serial = self.config_lock.lock().unwrap_or_else(|p| p.into_inner());
+        for (device, (function, config)) in self.devices.iter().zip(&self.power_on).enumerate() {
+            {
+                let mut f = lock(function);
+                *f.config_mut() = config.clone();
+                f.pci_reset();
+            }
+            self.update_routes(device);
+        }
     }
 
     /// The function at `device` (0 is the host bridge).
