@@ -664,6 +664,8 @@ fn a_reset_restarts_every_vcpu_at_power_on_with_devices_and_ram_reloaded() {
     assert_eq!(again.rsi.value(), linux::BOOT_PARAMS);
     assert_eq!(again.cr3.value(), linux::PML4);
     assert!(again.ip.charged() && again.cr0.charged() && again.efer.charged());
+    assert!(resumed[0].fpu.charged(), "the FPU's reset image at the first start");
+    assert!(!again.fpu.charged(), "a vCPU that ran keeps its FPU (Tern cannot write it)");
     assert_eq!(counters.get("startup"), 1, "the restart is no exit");
     assert_eq!(counters.get("io"), 1);
     // The AP ran after its SIPI and halted; after the restart it waits for

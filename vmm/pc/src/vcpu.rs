@@ -74,6 +74,8 @@ pub(crate) struct Ctx {
     /// Restarted: the next look charges the power-on state, as at the
     /// first (synthetic) start-up exit.
     power_on: bool,
+    /// The vCPU has run (kept across restarts).
+    has_run: bool,
 }
 
 impl Ctx {
@@ -89,6 +91,7 @@ impl Ctx {
             irq_on_hlt: None,
             invalid_state_requested: false,
             power_on: false,
+            has_run: false,
         }
     }
 
@@ -99,6 +102,7 @@ impl Ctx {
         *self = Ctx {
             counters,
             power_on: running,
+            has_run: self.has_run,
             ..Ctx::new(self.index, running, msrs)
         };
     }
@@ -148,6 +152,7 @@ pub fn run<B: Backend>(m: &Machine, index: u32, vcpu: &mut Vcpu<B>) -> ExitCount
             break;
         }
         fresh = next == Next::Resume;
+        ctx.has_run |= fresh;
         match next {
             Next::Resume => {}
             Next::Halt { dead } => m.idle(index, dead, || bell.wait(|| m.stopped())),
@@ -199,8 +204,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
     }
     if let Some(vector) = ctx.pending_sipi.take() {
         boot::sipi_state(s, vector);
-        s.xcr0.charge(m.start_xcr0());
-        s.tsc.charge(m.guest_tsc_now());
+        start_extras(m, ctx, s);
         return Next::Resume;
     }
     if reason != ExitReason::Startup && m.irq.take_startup(ctx.index) == Some(Startup::Init) {
@@ -209,8 +213,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
     let next = match reason {
         ExitReason::Startup => {
             m.entry.start_state(s, ctx.index);
-            s.xcr0.charge(m.start_xcr0());
-            s.tsc.charge(m.guest_tsc_now());
+            start_extras(m, ctx, s);
             Next::Resume
         }
         ExitReason::Recall
@@ -302,6 +305,18 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
         inject_pending(m, ctx, s);
     }
     next
+}
+
+/// What every start (power-on, restart, SIPI) charges beside the
+/// architectural start state: XCR0, the TSC. A vCPU that has run keeps its
+/// FPU registers (the Tern backend cannot write them after the first
+/// entry; guests initialise them, Linux does).
+fn start_extras(m: &Machine, ctx: &Ctx, s: &mut VcpuState) {
+    s.xcr0.charge(m.start_xcr0());
+    s.tsc.charge(m.guest_tsc_now());
+    if ctx.has_run {
+        s.fpu.discharge();
+    }
 }
 
 /// The VM ended, or the machine restarts: the vCPU must not run on.
