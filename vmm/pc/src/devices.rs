@@ -240,7 +240,12 @@ pub fn build(
         1,
         shared(port61),
     )?;
-    let mut rtc = vmm_legacy::Rtc::new(clock.clone(), unix_time());
+    let mut rtc = vmm_legacy::Rtc::new(
+        line(vmm_legacy::RTC_IRQ)?,
+        clock.clone(),
+        timers.clone(),
+        unix_time(),
+    );
     let (below, above) = layout.ram_below_above_4g();
     rtc.set_memory(below, above);
     let rtc = Arc::new(Mutex::new(rtc));

@@ -664,8 +664,14 @@ fn a_reset_restarts_every_vcpu_at_power_on_with_devices_and_ram_reloaded() {
     assert_eq!(again.rsi.value(), linux::BOOT_PARAMS);
     assert_eq!(again.cr3.value(), linux::PML4);
     assert!(again.ip.charged() && again.cr0.charged() && again.efer.charged());
-    assert!(resumed[0].fpu.charged(), "the FPU's reset image at the first start");
-    assert!(!again.fpu.charged(), "a vCPU that ran keeps its FPU (Tern cannot write it)");
+    assert!(
+        resumed[0].fpu.charged(),
+        "the FPU's reset image at the first start"
+    );
+    assert!(
+        !again.fpu.charged(),
+        "a vCPU that ran keeps its FPU (Tern cannot write it)"
+    );
     assert_eq!(counters.get("startup"), 1, "the restart is no exit");
     assert_eq!(counters.get("io"), 1);
     // The AP ran after its SIPI and halted; after the restart it waits for
@@ -899,6 +905,20 @@ fn devices_of_a_configuration_are_wired_to_their_ports_and_pages() {
     let mut signature = [0u8; 8];
     ram.read_slice(&mut signature, GuestAddress(rsdp)).unwrap();
     assert_eq!(&signature, b"RSD PTR ");
+    // The RTC's IRQ 8 reaches the PIC's slave (vectors 0x30/0x38 as Linux
+    // programs them): PF latches at 1024 Hz, enabling PIE raises it.
+    for (base, vector, icw3) in [(0x20u64, 0x30u8, 4u8), (0xa0, 0x38, 2)] {
+        for byte in [0x11, vector, icw3, 0x01] {
+            let port = if byte == 0x11 { base } else { base + 1 };
+            devices.pio.write(port, &[byte]);
+        }
+    }
+    devices.pio.write(0x21, &[!0x04]);
+    devices.pio.write(0xa1, &[!0x01]);
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    devices.pio.write(0x70, &[0x0b]);
+    devices.pio.write(0x71, &[0x42]); // PIE, 24-hour
+    assert_eq!(devices.irq.next_interrupt(0), Some(0x38), "IRQ 8");
     // The reset register asks for a restart (the VM goes on).
     devices.pio.write(0xcf9, &[0x06]);
     assert!(life.restart_requested());

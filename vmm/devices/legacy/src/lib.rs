@@ -33,7 +33,7 @@ pub use acpi_pm::{
 pub use debug_exit::{DebugExit, DEBUG_EXIT_LEN, DEBUG_EXIT_PORT};
 pub use i8042::{I8042Port, I8042, I8042_COMMAND_PORT, I8042_DATA_PORT, KEYBOARD_IRQ};
 pub use pit::{Pit, Port61, PIT_HZ, PIT_IRQ, PIT_PORT, PIT_PORT_LEN, PORT61};
-pub use rtc::{Rtc, CENTURY_REGISTER, RTC_PORT, RTC_PORT_LEN};
+pub use rtc::{Rtc, CENTURY_REGISTER, RTC_IRQ, RTC_PORT, RTC_PORT_LEN};
 pub use uart::{
     Uart, COM1, COM1_IRQ, COM2, COM2_IRQ, COM3, COM3_IRQ, COM4, COM4_IRQ, UART_PORT_LEN,
 };

@@ -3,19 +3,29 @@
 //! Owns: the date and time (the machine's [`Clock`] plus an epoch given at
 //! creation, moved by guest writes), its BCD/binary and 12/24-hour
 //! encodings, status registers A-D with the update-in-progress window, the
-//! century register and the 128 bytes of CMOS memory (memory sizes set by
-//! the machine). Must not touch: host time (the machine picks the epoch).
+//! century register, the 128 bytes of CMOS memory (memory sizes set by the
+//! machine) and the three interrupts on IRQ 8: periodic (status A's rate
+//! select), alarm (seconds, minutes, hours; 0xC0-0xFF match any value) and
+//! update-ended, each enabled in status B (PIE, AIE, UIE), flagged in status
+//! C (PF, AF, UF, and IRQF while an enabled flag is set; reading C clears
+//! them and drops IRQ 8). Must not touch: host time (the machine picks the
+//! epoch).
 //!
-//! Not modelled: periodic, alarm and update-ended interrupts (status C reads
-//! 0 and IRQ8 is never raised; alarm registers are plain memory), daylight
-//! saving, and the divider chain (a stopped divider does not stop time). The
-//! day of week is derived from the date; writes to it are ignored. Changing
-//! DM or 24/12 re-encodes the current time instead of leaving the registers
-//! as they were.
+//! Flags are computed from the [`Clock`] when status C is read, so a guest
+//! that polls C sees them with interrupts off. A [`Timers`] callback runs
+//! only for an enabled interrupt while IRQ 8 is not already asserted: late
+//! events are coalesced, and the periodic interrupt comes at most as fast as
+//! the guest reads C.
+//!
+//! Not modelled: daylight saving, the square-wave output, the divider chain
+//! as a clock (a stopped divider stops only the periodic interrupt, not
+//! time), the date alarm of later chips. The day of week is derived from
+//! the date; writes to it are ignored. Changing DM or 24/12 re-encodes the
+//! current time instead of leaving the registers as they were.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use vmm_bus::{BusDevice, Clock};
+use vmm_bus::{BusDevice, Clock, Line, TimerId, Timers};
 
 use crate::{from_bcd, read_bytewise, to_bcd, write_bytewise};
 
@@ -24,10 +34,15 @@ pub const RTC_PORT: u16 = 0x70;
 pub const RTC_PORT_LEN: u64 = 2;
 /// CMOS index of the century (for the FADT's CENTURY field).
 pub const CENTURY_REGISTER: u8 = 0x32;
+/// The RTC's ISA IRQ.
+pub const RTC_IRQ: u32 = 8;
 
 const SECONDS: u8 = 0x00;
+const SECONDS_ALARM: u8 = 0x01;
 const MINUTES: u8 = 0x02;
+const MINUTES_ALARM: u8 = 0x03;
 const HOURS: u8 = 0x04;
+const HOURS_ALARM: u8 = 0x05;
 const WEEKDAY: u8 = 0x06;
 const DAY: u8 = 0x07;
 const MONTH: u8 = 0x08;
@@ -38,8 +53,22 @@ const STATUS_C: u8 = 0x0c;
 const STATUS_D: u8 = 0x0d;
 
 const A_UIP: u8 = 0x80;
+/// Divider bits 6-4 for the 32.768 kHz time base; others stop the divider.
+const A_DIVIDER_MASK: u8 = 0x70;
+const A_DIVIDER_RUNNING: u8 = 0x20;
+const A_RATE_MASK: u8 = 0x0f;
 const B_SET: u8 = 0x80;
+const B_PIE: u8 = 0x40;
+const B_AIE: u8 = 0x20;
 const B_UIE: u8 = 0x10;
+/// Status C: IRQF, and PF, AF, UF at the bit positions of their enables.
+const C_IRQF: u8 = 0x80;
+const C_EVENTS: u8 = 0x70;
+const C_PF: u8 = B_PIE;
+const C_AF: u8 = B_AIE;
+const C_UF: u8 = B_UIE;
+/// An alarm register with both top bits set matches any value.
+const ALARM_ANY: u8 = 0xc0;
 /// PIE, AIE, UIE and SQWE: what a reset clears in status B.
 const B_RESET_CLEARS: u8 = 0x78;
 const B_BINARY: u8 = 0x04;
@@ -54,6 +83,9 @@ const RESET_B: u8 = B_24H;
 /// UIP is set this long before each update.
 const UIP_NS: u64 = 244_000;
 const NS_PER_SEC: i128 = 1_000_000_000;
+/// The time base the periodic rates divide.
+const TIME_BASE_HZ: i128 = 32_768;
+const SECONDS_PER_DAY: i64 = 86_400;
 
 /// A calendar time in the proleptic Gregorian calendar, UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,8 +163,8 @@ fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// The RTC and CMOS: the bus device for ports 0x70-0x71.
-pub struct Rtc {
+/// The registers, the time and the interrupt flags.
+struct Chip {
     clock: Arc<dyn Clock>,
     /// RTC time in ns since 1970 minus the clock's time.
     offset_ns: i128,
@@ -140,21 +172,28 @@ pub struct Rtc {
     held: Option<DateTime>,
     index: u8,
     cmos: [u8; 128],
+    /// PF, AF and UF since status C was last read.
+    flags: u8,
+    /// Events up to this clock time are in `flags`.
+    accounted_ns: u64,
+    irq_asserted: bool,
 }
 
-impl Rtc {
-    /// An RTC showing `epoch_seconds` (since 1970, UTC) when `clock` reads 0.
-    pub fn new(clock: Arc<dyn Clock>, epoch_seconds: u64) -> Rtc {
+impl Chip {
+    fn new(clock: Arc<dyn Clock>, epoch_seconds: u64) -> Chip {
         let mut cmos = [0u8; 128];
         cmos[STATUS_A as usize] = RESET_A;
         cmos[STATUS_B as usize] = RESET_B;
         cmos[STATUS_D as usize] = D_VALID;
-        Rtc {
+        Chip {
+            accounted_ns: clock.now_ns(),
             clock,
             offset_ns: epoch_seconds as i128 * NS_PER_SEC,
             held: None,
             index: 0,
             cmos,
+            flags: 0,
+            irq_asserted: false,
         }
     }
 
@@ -163,7 +202,7 @@ impl Rtc {
     /// 0x15-0x16 base memory (640 KiB), 0x17-0x18 and 0x30-0x31 KiB above
     /// 1 MiB (at most 0xffff), 0x34-0x35 64-KiB units above 16 MiB (at most
     /// 0xffff), 0x5b-0x5d 64-KiB units above 4 GiB.
-    pub fn set_memory(&mut self, below_4g: u64, above_4g: u64) {
+    fn set_memory(&mut self, below_4g: u64, above_4g: u64) {
         const MIB: u64 = 1 << 20;
         let extended_kib = (below_4g.saturating_sub(MIB) >> 10).min(0xffff);
         let above_16m = (below_4g.saturating_sub(16 * MIB) >> 16).min(0xffff);
@@ -180,15 +219,130 @@ impl Rtc {
         put(0x5b, high, 3);
     }
 
-    /// A platform reset (the chip's RESET pin): the interrupt enables and
-    /// the square-wave output off; time, date, mode bits and CMOS memory
-    /// stay (the RTC runs on its battery).
-    pub fn reset(&mut self) {
+    /// The chip's RESET pin: interrupt enables, square wave and flags off.
+    fn reset(&mut self) {
+        self.catch_up();
         self.cmos[STATUS_B as usize] &= !B_RESET_CLEARS;
+        self.flags = 0;
     }
 
     fn rtc_ns(&self) -> i128 {
-        self.clock.now_ns() as i128 + self.offset_ns
+        self.rtc_ns_at(self.clock.now_ns())
+    }
+
+    fn rtc_ns_at(&self, clock_ns: u64) -> i128 {
+        clock_ns as i128 + self.offset_ns
+    }
+
+    /// The periodic interrupt's period in time-base ticks (a power of two),
+    /// if status A selects a rate and the divider runs.
+    fn periodic_ticks(&self) -> Option<i128> {
+        let a = self.cmos[STATUS_A as usize];
+        let rate = a & A_RATE_MASK;
+        if rate == 0 || a & A_DIVIDER_MASK != A_DIVIDER_RUNNING {
+            return None;
+        }
+        // Rates 1 and 2 are 256 and 128 Hz (as 8 and 9); rate r >= 3 is
+        // 65536 >> r Hz.
+        let shift = if rate < 3 { rate + 6 } else { rate - 1 };
+        Some(1 << shift)
+    }
+
+    /// Periodic events since 1970 up to RTC time `rtc_ns`.
+    fn periods(rtc_ns: i128, ticks: i128) -> i128 {
+        (rtc_ns * TIME_BASE_HZ)
+            .div_euclid(NS_PER_SEC)
+            .div_euclid(ticks)
+    }
+
+    /// Whether the update to unix second `second` sets AF: its time of
+    /// day matches the alarm registers (as encoded now).
+    fn alarm_matches(&self, second: i64) -> bool {
+        let in_day = second.rem_euclid(SECONDS_PER_DAY);
+        let (hour, minute, second) = (in_day / 3600, in_day / 60 % 60, in_day % 60);
+        let matches = |register: u8, value: u8| {
+            let alarm = self.cmos[register as usize];
+            alarm & ALARM_ANY == ALARM_ANY || alarm == value
+        };
+        matches(SECONDS_ALARM, self.encode(second as u8))
+            && matches(MINUTES_ALARM, self.encode(minute as u8))
+            && matches(HOURS_ALARM, self.encode_hour(hour as u8))
+    }
+
+    /// The first second after unix second `second` (within a day) whose
+    /// update sets AF.
+    fn next_alarm(&self, second: i64) -> Option<i64> {
+        (second + 1..=second + SECONDS_PER_DAY).find(|&s| self.alarm_matches(s))
+    }
+
+    /// Sets the flags of every event between the last accounting and now.
+    fn catch_up(&mut self) {
+        let now = self.clock.now_ns();
+        if now <= self.accounted_ns {
+            return;
+        }
+        let (from, to) = (self.rtc_ns_at(self.accounted_ns), self.rtc_ns_at(now));
+        self.accounted_ns = now;
+        if let Some(ticks) = self.periodic_ticks() {
+            if Self::periods(to, ticks) > Self::periods(from, ticks) {
+                self.flags |= C_PF;
+            }
+        }
+        if self.held.is_some() {
+            return; // no updates while SET
+        }
+        let (first, last) = (
+            from.div_euclid(NS_PER_SEC) as i64,
+            to.div_euclid(NS_PER_SEC) as i64,
+        );
+        if last > first {
+            self.flags |= C_UF;
+            let updates = (last - first).min(SECONDS_PER_DAY);
+            if (last - updates + 1..=last).any(|s| self.alarm_matches(s)) {
+                self.flags |= C_AF;
+            }
+        }
+    }
+
+    /// IRQF: an event flag whose interrupt is enabled.
+    fn irq_flag(&self) -> bool {
+        self.flags & self.status_b() & C_EVENTS != 0
+    }
+
+    /// Drives IRQ 8 from IRQF.
+    fn drive(&mut self, irq8: &Line) {
+        let level = self.irq_flag();
+        if level != self.irq_asserted {
+            self.irq_asserted = level;
+            irq8.set_level(level);
+        }
+    }
+
+    /// The clock time of the next event whose interrupt is enabled, unless
+    /// IRQ 8 is asserted already (then nothing new can be signalled before
+    /// the guest reads status C).
+    fn next_interrupt_ns(&self) -> Option<u64> {
+        if self.irq_flag() {
+            return None;
+        }
+        let b = self.status_b();
+        let now = self.rtc_ns();
+        let mut next: Option<i128> = None;
+        let mut consider = |at: i128| next = Some(next.map_or(at, |n| n.min(at)));
+        if let Some(ticks) = self.periodic_ticks().filter(|_| b & B_PIE != 0) {
+            let tick = (Self::periods(now, ticks) + 1) * ticks;
+            consider((tick * NS_PER_SEC + TIME_BASE_HZ - 1).div_euclid(TIME_BASE_HZ));
+        }
+        if self.held.is_none() {
+            let second = now.div_euclid(NS_PER_SEC) as i64;
+            if b & B_UIE != 0 {
+                consider((second as i128 + 1) * NS_PER_SEC);
+            }
+            if let Some(alarm) = self.next_alarm(second).filter(|_| b & B_AIE != 0) {
+                consider(alarm as i128 * NS_PER_SEC);
+            }
+        }
+        next.map(|at| (at - self.offset_ns).clamp(0, u64::MAX as i128) as u64)
     }
 
     fn now(&self) -> DateTime {
@@ -247,7 +401,7 @@ impl Rtc {
         hour12 + if value & HOUR_PM != 0 { 12 } else { 0 }
     }
 
-    fn read_register(&self, index: u8) -> u8 {
+    fn read_register(&mut self, index: u8) -> u8 {
         let now = || self.now();
         match index {
             SECONDS => self.encode(now().second),
@@ -262,12 +416,17 @@ impl Rtc {
                 let uip = if self.update_in_progress() { A_UIP } else { 0 };
                 self.cmos[STATUS_A as usize] & !A_UIP | uip
             }
-            STATUS_C => 0,
+            STATUS_C => {
+                self.catch_up();
+                let irqf = if self.irq_flag() { C_IRQF } else { 0 };
+                std::mem::take(&mut self.flags) | irqf
+            }
             _ => self.cmos[index as usize],
         }
     }
 
     fn write_register(&mut self, index: u8, value: u8) {
+        self.catch_up(); // events so far count at the old settings
         let mut time = self.now();
         let year_low = time.year.rem_euclid(100);
         let century = time.year.div_euclid(100);
@@ -316,32 +475,167 @@ impl Rtc {
     }
 }
 
+struct State {
+    chip: Chip,
+    /// Bumped whenever the interrupt timer is re-planned; a callback of an
+    /// older generation does nothing.
+    generation: u64,
+    timer: Option<TimerId>,
+}
+
+struct Shared {
+    timers: Arc<dyn Timers>,
+    irq8: Line,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After a change: IRQ 8 follows IRQF, and the timer is planned for the
+    /// next enabled event. Timers are never called with the state locked.
+    fn settle(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
+        state.chip.drive(&self.irq8);
+        state.generation += 1;
+        let generation = state.generation;
+        let old = state.timer.take();
+        let next = state.chip.next_interrupt_ns();
+        drop(state);
+        if let Some(id) = old {
+            self.timers.cancel(id);
+        }
+        let Some(deadline) = next else {
+            return;
+        };
+        let weak: Weak<Shared> = Arc::downgrade(self);
+        let callback = Box::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                shared.fire(generation);
+            }
+        });
+        let id = self.timers.schedule(deadline, callback);
+        let mut state = self.lock();
+        if state.generation == generation {
+            state.timer = Some(id);
+        } else {
+            drop(state);
+            self.timers.cancel(id);
+        }
+    }
+
+    /// The planned event is due: flag it (and whatever else happened).
+    fn fire(self: &Arc<Self>, generation: u64) {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return;
+        }
+        state.timer = None;
+        state.chip.catch_up();
+        self.settle(state);
+    }
+}
+
+/// The RTC and CMOS: the bus device for ports 0x70-0x71.
+pub struct Rtc {
+    shared: Arc<Shared>,
+}
+
+impl Rtc {
+    /// An RTC showing `epoch_seconds` (since 1970, UTC) when `clock` reads
+    /// 0, raising `irq8` (held asserted while IRQF is set) and waking
+    /// through `timers`.
+    pub fn new(
+        irq8: Line,
+        clock: Arc<dyn Clock>,
+        timers: Arc<dyn Timers>,
+        epoch_seconds: u64,
+    ) -> Rtc {
+        Rtc {
+            shared: Arc::new(Shared {
+                timers,
+                irq8,
+                state: Mutex::new(State {
+                    chip: Chip::new(clock, epoch_seconds),
+                    generation: 0,
+                    timer: None,
+                }),
+            }),
+        }
+    }
+
+    /// Fills the CMOS memory-size bytes the way PC firmware does, from the
+    /// RAM below 4 GiB (including the first MiB) and above 4 GiB, in bytes:
+    /// 0x15-0x16 base memory (640 KiB), 0x17-0x18 and 0x30-0x31 KiB above
+    /// 1 MiB (at most 0xffff), 0x34-0x35 64-KiB units above 16 MiB (at most
+    /// 0xffff), 0x5b-0x5d 64-KiB units above 4 GiB.
+    pub fn set_memory(&mut self, below_4g: u64, above_4g: u64) {
+        self.shared.lock().chip.set_memory(below_4g, above_4g);
+    }
+
+    /// A platform reset (the chip's RESET pin): the interrupt enables, the
+    /// square-wave output and the flags off, IRQ 8 dropped; time, date,
+    /// mode bits and CMOS memory stay (the RTC runs on its battery).
+    pub fn reset(&mut self) {
+        let mut state = self.shared.lock();
+        state.chip.reset();
+        self.shared.settle(state);
+    }
+}
+
 impl BusDevice for Rtc {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
+        let mut state = self.shared.lock();
+        let mut changed = false;
         read_bytewise(offset, data, |o| match o {
-            1 => self.read_register(self.index),
+            1 => {
+                let index = state.chip.index;
+                changed |= index == STATUS_C;
+                state.chip.read_register(index)
+            }
             _ => 0xff, // the index register is write-only
         });
+        if changed {
+            self.shared.settle(state); // IRQ 8 dropped, next event planned
+        }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
+        let mut state = self.shared.lock();
+        let mut changed = false;
         write_bytewise(offset, data, |o, v| match o {
             // Bit 7 masks NMIs on a PC; the VMM has no NMI sources to mask.
-            0 => self.index = v & 0x7f,
-            1 => self.write_register(self.index, v),
+            0 => state.chip.index = v & 0x7f,
+            1 => {
+                let index = state.chip.index;
+                state.chip.write_register(index, v);
+                changed = true;
+            }
             _ => {}
         });
+        if changed {
+            self.shared.settle(state);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{inb, outb, FakeClock};
+    use crate::testing::{inb, outb, FakeClock, FakeTimers, RecordingLine};
 
     fn rtc(epoch: u64) -> (Rtc, Arc<FakeClock>) {
+        let (r, clock, _, _) = rig(epoch);
+        (r, clock)
+    }
+
+    fn rig(epoch: u64) -> (Rtc, Arc<FakeClock>, Arc<FakeTimers>, Arc<RecordingLine>) {
         let clock = FakeClock::new();
-        (Rtc::new(clock.clone(), epoch), clock)
+        let timers = FakeTimers::new(clock.clone());
+        let irq8 = RecordingLine::new();
+        let r = Rtc::new(irq8.clone(), clock.clone(), timers.clone(), epoch);
+        (r, clock, timers, irq8)
     }
 
     fn cmos(rtc: &mut Rtc, index: u8) -> u8 {
@@ -538,15 +832,133 @@ mod tests {
         assert_eq!(cmos(&mut r, 0x5b), 0);
     }
 
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn periodic_interrupt_at_the_selected_rate_until_status_c_is_read() {
+        let (mut r, clock, timers, irq8) = rig(0);
+        clock.set(SECOND / 4); // 0.25 s into the first second
+        assert!(timers.deadlines().is_empty(), "nothing enabled");
+        assert_eq!(
+            cmos(&mut r, STATUS_C),
+            C_PF,
+            "PF latched at 1024 Hz all along"
+        );
+        set_cmos(&mut r, STATUS_B, B_24H | B_PIE); // 1024 Hz (status A 0x26)
+        let period = SECOND / 1024 + 1; // 976562.5 ns, rounded up
+        assert_eq!(
+            timers.deadlines(),
+            [(257 * SECOND).div_ceil(1024)],
+            "period 257"
+        );
+        timers.run_until(SECOND / 4 + 10 * period);
+        assert_eq!(irq8.rising_edges(), 1, "held until status C is read");
+        assert!(timers.deadlines().is_empty(), "no timer while IRQ 8 is up");
+        assert_eq!(cmos(&mut r, STATUS_C), C_IRQF | C_PF);
+        assert!(!irq8.level(), "reading C drops IRQ 8");
+        assert_eq!(cmos(&mut r, STATUS_C), 0, "read clears");
+        timers.run_until(SECOND / 4 + 11 * period);
+        assert_eq!(irq8.rising_edges(), 2);
+        // Rate select: 2 Hz (rate 15), 256 Hz (rate 1), and none (0).
+        for (a, hz) in [(0x2f, 2), (0x21, 256), (0x23, 8192)] {
+            cmos(&mut r, STATUS_C);
+            set_cmos(&mut r, STATUS_A, a);
+            let now = clock.now_ns();
+            let next = timers.deadlines()[0];
+            assert!(next > now && next - now <= SECOND / hz + 1, "rate {a:#x}");
+            let phase = (next as u128 * hz as u128) % SECOND as u128;
+            assert!(phase < hz as u128, "on a period boundary, rate {a:#x}");
+        }
+        for a in [0x20, 0x66] {
+            set_cmos(&mut r, STATUS_A, a); // no rate; divider stopped
+            cmos(&mut r, STATUS_C);
+            assert!(timers.deadlines().is_empty(), "status A {a:#x}");
+        }
+    }
+
+    #[test]
+    fn update_ended_interrupt_each_second_but_not_while_set() {
+        let (mut r, clock, timers, irq8) = rig(1_709_251_100); // 23:58:20
+        set_cmos(&mut r, STATUS_A, 0x20); // no periodic rate: PF stays clear
+        clock.set(SECOND / 2);
+        set_cmos(&mut r, STATUS_B, B_24H | B_UIE);
+        assert_eq!(timers.deadlines(), [SECOND]);
+        timers.run_until(SECOND);
+        assert!(irq8.level());
+        assert_eq!(cmos(&mut r, SECONDS), 0x21, "the update has happened");
+        assert_eq!(cmos(&mut r, STATUS_C), C_IRQF | C_UF);
+        assert_eq!(timers.deadlines(), [2 * SECOND]);
+        // SET stops updates (and clears UIE; set it again).
+        set_cmos(&mut r, STATUS_B, B_SET | B_24H);
+        set_cmos(&mut r, STATUS_B, B_SET | B_24H | B_UIE);
+        assert!(timers.deadlines().is_empty());
+        timers.run_until(5 * SECOND);
+        assert_eq!(cmos(&mut r, STATUS_C), 0, "no update while SET");
+        assert_eq!(irq8.rising_edges(), 1);
+    }
+
+    #[test]
+    fn alarm_interrupt_at_the_matching_second_with_dont_care_values() {
+        let (mut r, clock, timers, irq8) = rig(1_709_251_199); // 2024-02-29 23:59:59
+        set_cmos(&mut r, STATUS_A, 0x20); // no periodic rate: PF stays clear
+                                          // Linux's cmos_set_alarm: 00:00:05 in BCD, then AIE.
+        set_cmos(&mut r, SECONDS_ALARM, 0x05);
+        set_cmos(&mut r, MINUTES_ALARM, 0x00);
+        set_cmos(&mut r, HOURS_ALARM, 0x00);
+        set_cmos(&mut r, STATUS_B, B_24H | B_AIE);
+        assert_eq!(timers.deadlines(), [6 * SECOND]);
+        timers.run_until(6 * SECOND - 1);
+        assert!(!irq8.level());
+        timers.run_until(6 * SECOND);
+        assert!(irq8.level());
+        assert_eq!(cmos(&mut r, STATUS_C), C_IRQF | C_AF | C_UF);
+        assert_eq!(
+            timers.deadlines(),
+            [(6 + 86_400) * SECOND],
+            "the same time tomorrow"
+        );
+        // 0xC0..0xFF match any value: every second.
+        set_cmos(&mut r, SECONDS_ALARM, 0xff);
+        set_cmos(&mut r, MINUTES_ALARM, 0xc0);
+        set_cmos(&mut r, HOURS_ALARM, 0xc0);
+        assert_eq!(timers.deadlines(), [7 * SECOND]);
+        // 12-hour BCD mode compares the encoded hour: 12 AM is 0x12.
+        set_cmos(&mut r, STATUS_B, B_AIE);
+        set_cmos(&mut r, HOURS_ALARM, 0x12);
+        set_cmos(&mut r, MINUTES_ALARM, 0x01);
+        set_cmos(&mut r, SECONDS_ALARM, 0x00);
+        assert_eq!(timers.deadlines(), [61 * SECOND], "00:01:00");
+        clock.set(61 * SECOND);
+        assert_eq!(cmos(&mut r, STATUS_C) & C_AF, C_AF, "polled at 00:01:00");
+    }
+
+    #[test]
+    fn flags_are_set_with_interrupts_off_and_enabling_raises_at_once() {
+        let (mut r, clock, timers, irq8) = rig(0);
+        clock.advance(SECOND + 1);
+        assert_eq!(cmos(&mut r, STATUS_C), C_PF | C_UF, "polled: no IRQF");
+        assert!(irq8.history().is_empty());
+        assert!(timers.deadlines().is_empty());
+        clock.advance(SECOND);
+        set_cmos(&mut r, STATUS_B, B_24H | B_UIE);
+        assert!(irq8.level(), "a pending flag raises IRQ 8 when enabled");
+        assert_eq!(cmos(&mut r, STATUS_C), C_IRQF | C_PF | C_UF);
+    }
+
     #[test]
     fn a_platform_reset_clears_the_interrupt_enables_and_keeps_the_time() {
-        let (mut r, clock) = rtc(1_709_251_199); // 23:59:59
+        let (mut r, clock, timers, irq8) = rig(1_709_251_199); // 23:59:59
         set_cmos(&mut r, STATUS_B, 0x78 | B_24H | B_BINARY);
         set_cmos(&mut r, 0x40, 0xab);
+        timers.run_until(SECOND);
+        assert!(irq8.level());
         r.reset();
+        assert!(!irq8.level(), "IRQ 8 dropped");
+        assert!(timers.deadlines().is_empty());
         assert_eq!(cmos(&mut r, STATUS_B), B_24H | B_BINARY);
+        assert_eq!(cmos(&mut r, STATUS_C), 0, "flags cleared");
         assert_eq!(cmos(&mut r, 0x40), 0xab, "CMOS memory kept");
-        clock.advance(1_000_000_000);
+        clock.set(SECOND);
         assert_eq!(time_registers(&mut r)[..3], [0, 0, 0], "the clock runs on");
     }
 }
