@@ -135,8 +135,9 @@ fn power_events(life: &Arc<Lifecycle>) -> PowerEvents {
     })
 }
 
-/// The guest TSC for the LAPIC's TSC-deadline mode: guests start with the
-/// host's TSC (the machine charges it at start-up), at `hz`.
+/// The TSC guests count from for the LAPIC's TSC-deadline mode: the host's
+/// (vCPUs start with it; the exit loop tells the interrupt controllers when
+/// a vCPU's offset from it changes), at `hz`.
 pub struct HostTsc {
     pub hz: u64,
 }
@@ -565,6 +566,9 @@ impl InterruptController for IrqChip {
     }
     fn lapic_write(&self, vcpu: u32, offset: u64, data: &[u8]) {
         self.0.lapic_mmio_write(vcpu, offset, data)
+    }
+    fn set_tsc_offset(&self, vcpu: u32, offset: u64) {
+        self.0.set_tsc_offset(vcpu, offset)
     }
 }
 

@@ -33,6 +33,9 @@ pub trait InterruptController: Send + Sync {
     /// An access to the xAPIC page (`offset` into 0xFEE0_0000).
     fn lapic_read(&self, vcpu: u32, offset: u64, data: &mut [u8]);
     fn lapic_write(&self, vcpu: u32, offset: u64, data: &[u8]);
+    /// The vCPU's TSC is now the host's plus `offset` (for the
+    /// TSC-deadline timer).
+    fn set_tsc_offset(&self, vcpu: u32, offset: u64);
 }
 
 /// Whether an MSR belongs to the local APIC.
@@ -64,4 +67,5 @@ impl InterruptController for NoInterrupts {
         data.fill(0xff);
     }
     fn lapic_write(&self, _: u32, _: u64, _: &[u8]) {}
+    fn set_tsc_offset(&self, _: u32, _: u64) {}
 }

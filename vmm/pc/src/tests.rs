@@ -36,6 +36,7 @@ struct ScriptedIrq {
     acked: Mutex<Vec<u8>>,
     msrs: Mutex<Vec<(u32, u64)>>,
     lapic: Mutex<Vec<(u64, Vec<u8>)>>,
+    tsc_offsets: Mutex<Vec<(u32, u64)>>,
 }
 
 impl InterruptController for ScriptedIrq {
@@ -69,6 +70,9 @@ impl InterruptController for ScriptedIrq {
     }
     fn lapic_write(&self, _: u32, offset: u64, data: &[u8]) {
         self.lapic.lock().unwrap().push((offset, data.to_vec()));
+    }
+    fn set_tsc_offset(&self, vcpu: u32, offset: u64) {
+        self.tsc_offsets.lock().unwrap().push((vcpu, offset));
     }
 }
 
@@ -438,6 +442,41 @@ fn apic_msrs_go_to_the_controller_and_unknown_ones_raise_gp_once_logged() {
     }
     let warned = f.machine.warned.lock().unwrap();
     assert_eq!(warned.iter().filter(|(k, _)| *k == "msr").count(), 1);
+}
+
+#[test]
+fn a_guest_write_to_its_tsc_moves_the_tsc_deadline_timer_too() {
+    let f = fixture(1, MULTIBOOT, None);
+    let mut c = ctx(&f, 0);
+    let wrmsr_tsc = |value: u64| {
+        let mut s = stopped_at(
+            ExitReason::Msr(MsrAccess {
+                index: 0x10,
+                write: true,
+            }),
+            2,
+        );
+        s.rcx.load(0x10);
+        s.tsc.load(1_000_000);
+        s.tsc_offset.load(7); // the backend's offset counts from elsewhere
+        s.rax.load(value & 0xffff_ffff);
+        s.rdx.load(value >> 32);
+        s
+    };
+    let mut s = wrmsr_tsc(1_000_500);
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(
+        s.tsc_offset.value(),
+        507,
+        "the backend's offset moves by 500"
+    );
+    let mut s = wrmsr_tsc(999_000);
+    vcpu::handle(&f.machine, &mut c, &mut s, true);
+    assert_eq!(
+        f.irq.tsc_offsets.lock().unwrap().as_slice(),
+        [(0, 500), (0, 500u64.wrapping_sub(1_000))],
+        "the interrupt controllers see the guest TSC minus the host's"
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ use crate::end::End;
 use crate::irq::{is_apic_msr, Startup};
 use crate::machine::Machine;
 use vmm_core::{instructions, StateCpu};
-use vmm_platform::msr::{MsrError, MsrModel};
+use vmm_platform::msr::{MsrEffect, MsrError, MsrModel};
 
 const RFLAGS_IF: u64 = 1 << 9;
 const VECTOR_UD: u8 = 6;
@@ -76,6 +76,9 @@ pub(crate) struct Ctx {
     power_on: bool,
     /// The vCPU has run (kept across restarts).
     has_run: bool,
+    /// The guest TSC minus the host's, as the machine moved it since the
+    /// vCPU started (the backend's `tsc_offset` may count from elsewhere).
+    tsc_offset: u64,
 }
 
 impl Ctx {
@@ -92,6 +95,7 @@ impl Ctx {
             invalid_state_requested: false,
             power_on: false,
             has_run: false,
+            tsc_offset: 0,
         }
     }
 
@@ -308,15 +312,24 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
 }
 
 /// What every start (power-on, restart, SIPI) charges beside the
-/// architectural start state: XCR0, the TSC. A vCPU that has run keeps its
+/// architectural start state: XCR0, the TSC (the host's: offset 0). A vCPU that has run keeps its
 /// FPU registers (the Tern backend cannot write them after the first
 /// entry; guests initialise them, Linux does).
-fn start_extras(m: &Machine, ctx: &Ctx, s: &mut VcpuState) {
+fn start_extras(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState) {
     s.xcr0.charge(m.start_xcr0());
     s.tsc.charge(m.guest_tsc_now());
+    ctx.tsc_offset = 0;
+    m.irq.set_tsc_offset(ctx.index, 0);
     if ctx.has_run {
         s.fpu.discharge();
     }
+}
+
+/// This vCPU's TSC moved by `delta` ticks (a WRMSR to IA32_TSC, the test
+/// device's `TSC_ADVANCE`): the TSC-deadline timer must see it too.
+fn move_tsc(m: &Machine, ctx: &mut Ctx, delta: u64) {
+    ctx.tsc_offset = ctx.tsc_offset.wrapping_add(delta);
+    m.irq.set_tsc_offset(ctx.index, ctx.tsc_offset);
 }
 
 /// The VM ended, or the machine restarts: the vCPU must not run on.
@@ -418,7 +431,12 @@ fn msr(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, index: u32, write: bool) -
     let vcpu = ctx.index;
     let result = if write {
         let value = s.rdx.value() << 32 | (s.rax.value() & 0xffff_ffff);
+        let offset_before = s.tsc_offset.value();
         match ctx.msrs.write(s, index, value) {
+            Ok(MsrEffect::TscOffset(offset)) => {
+                move_tsc(m, ctx, offset.wrapping_sub(offset_before));
+                Ok(())
+            }
             Err(MsrError::NotMine(_)) if is_apic_msr(index) => {
                 if m.irq.wrmsr(vcpu, index, value) {
                     Ok(())
@@ -593,6 +611,7 @@ fn test_command(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, cmd: u32) -> Next
         (CMD_TSC_ADVANCE, _) => {
             let advance = (arg1 as u64) << 32 | arg0 as u64;
             s.tsc_offset.update(|o| *o = o.wrapping_add(advance));
+            move_tsc(m, ctx, advance);
         }
         (CMD_INVALID_STATE, _) => {
             // Paging without protected mode: no host enters that.

@@ -26,9 +26,11 @@ use crate::lapic::{
 use crate::message::{decode_msi, DeliveryMode, Destination, Message};
 use crate::pic::PicPair;
 
-/// The guest's time-stamp counter, for TSC-deadline timers.
+/// The time-stamp counter the guests' TSCs count from, for TSC-deadline
+/// timers: vCPU n's TSC is `now()` plus its offset
+/// ([`Interrupts::set_tsc_offset`], 0 until set).
 pub trait GuestTsc: Send + Sync {
-    /// The guest's TSC now.
+    /// The TSC of a guest with offset 0 now.
     fn now(&self) -> u64;
     /// Its rate in Hz.
     fn hz(&self) -> u64;
@@ -80,6 +82,8 @@ enum Offer {
 
 struct Vcpu {
     lapic: Lapic,
+    /// The vCPU's TSC minus [`GuestTsc::now`].
+    tsc_offset: u64,
     timer: Option<TimerId>,
     /// Bumped whenever the timer is re-armed; a callback of an older arming
     /// does nothing.
@@ -149,6 +153,7 @@ impl Interrupts {
                 .map(|id| {
                     Mutex::new(Vcpu {
                         lapic: Lapic::new(id, id == 0),
+                        tsc_offset: 0,
                         timer: None,
                         timer_generation: 0,
                         offered: None,
@@ -179,6 +184,7 @@ impl Interrupts {
             }
             v.timer_generation += 1;
             v.lapic = Lapic::new(id as u32, id == 0);
+            v.tsc_offset = 0;
             v.offered = None;
         }
     }
@@ -463,16 +469,36 @@ impl Interrupts {
 
     /// WRMSR of an APIC MSR; `false` means #GP.
     pub fn wrmsr(&self, vcpu: u32, msr: u32, value: u64) -> bool {
-        let tsc = if msr == MSR_TSC_DEADLINE {
-            (self.guest_tsc.now(), self.guest_tsc.hz())
-        } else {
-            (0, 0)
+        let tsc = match self.vcpu(vcpu) {
+            Some(v) if msr == MSR_TSC_DEADLINE => self.tsc_of(&v),
+            _ => (0, 0),
         };
         self.lapic_access(vcpu, |l, now| match l.wrmsr(msr, value, now, tsc) {
             Ok(effects) => (true, effects),
             Err(_) => (false, Effects::default()),
         })
         .unwrap_or(false)
+    }
+
+    /// The guest TSC of `v` now and its rate.
+    fn tsc_of(&self, v: &Vcpu) -> (u64, u64) {
+        (
+            self.guest_tsc.now().wrapping_add(v.tsc_offset),
+            self.guest_tsc.hz(),
+        )
+    }
+
+    /// `vcpu`'s TSC is now [`GuestTsc::now`] + `offset` (the guest wrote
+    /// its TSC, or the machine moved it): an armed TSC deadline is compared
+    /// against the new TSC (one now passed fires at once).
+    pub fn set_tsc_offset(&self, vcpu: u32, offset: u64) {
+        let Some(mut v) = self.vcpu(vcpu) else {
+            return;
+        };
+        v.tsc_offset = offset;
+        let tsc = self.tsc_of(&v);
+        v.lapic.tsc_changed(self.clock.now_ns(), tsc);
+        self.sync_timer(vcpu, &mut v);
     }
 
     /// CR8 (TPR bits 7:4) for 64-bit guests.

@@ -761,7 +761,7 @@ impl Lapic {
         Ok(())
     }
 
-    fn write_tsc_deadline(&mut self, value: u64, now: u64, (tsc_now, tsc_hz): (u64, u64)) {
+    fn write_tsc_deadline(&mut self, value: u64, now: u64, tsc: (u64, u64)) {
         if self.timer_mode() != TimerMode::TscDeadline {
             return; // ignored outside TSC-deadline mode
         }
@@ -770,6 +770,21 @@ impl Lapic {
             self.timer.set_fire_at(None);
             return;
         }
+        self.arm_tsc_deadline(now, tsc);
+    }
+
+    /// The guest's TSC changed (a new offset): an armed TSC deadline is
+    /// converted to clock time again against `tsc` (the TSC now, its rate).
+    pub fn tsc_changed(&mut self, now: u64, tsc: (u64, u64)) {
+        if self.timer_mode() == TimerMode::TscDeadline && self.timer.deadline_tsc != 0 {
+            self.arm_tsc_deadline(now, tsc);
+        }
+    }
+
+    /// Schedules the timer for when the TSC reaches the deadline (at once
+    /// if it has).
+    fn arm_tsc_deadline(&mut self, now: u64, (tsc_now, tsc_hz): (u64, u64)) {
+        let value = self.timer.deadline_tsc;
         let ticks = value.saturating_sub(tsc_now);
         let ns = if tsc_hz == 0 {
             0

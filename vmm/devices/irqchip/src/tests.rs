@@ -749,6 +749,50 @@ fn a_platform_reset_returns_every_chip_to_power_on() {
 }
 
 #[test]
+fn tsc_deadline_follows_the_vcpus_tsc_offset() {
+    let m = Machine::new(2);
+    m.enable_lapic(0);
+    m.enable_lapic(1);
+    m.timers.advance_to(10_000); // the fake TSC reads 30_000 (3 GHz)
+    m.lapic_write(0, 0x320, 0x4_00ed);
+    m.lapic_write(1, 0x320, 0x4_00ee);
+    // vCPU 1's TSC runs 3_000 ticks (1 µs) ahead: its deadline comes sooner.
+    m.irq.set_tsc_offset(1, 3_000);
+    assert!(m.irq.wrmsr(0, 0x6e0, 36_000));
+    assert!(m.irq.wrmsr(1, 0x6e0, 36_000));
+    assert_eq!(m.timers.deadlines(), [11_000, 12_000]);
+    // vCPU 0's TSC moves forward by 1_500 (a WRMSR to IA32_TSC): the armed
+    // deadline is 500 ns closer.
+    m.irq.set_tsc_offset(0, 1_500);
+    assert_eq!(m.timers.deadlines(), [11_000, 11_500]);
+    m.timers.advance_to(11_000);
+    assert_eq!(m.take(1), Some(0xee));
+    assert_eq!(m.irq.next_interrupt(0), None);
+    // Moved past the deadline: it fires at once.
+    m.irq.set_tsc_offset(0, 100_000);
+    assert_eq!(m.timers.deadlines(), [11_000]);
+    m.timers.advance_to(11_000);
+    assert_eq!(m.take(0), Some(0xed));
+    assert_eq!(m.irq.rdmsr(0, 0x6e0), Some(0), "disarmed once fired");
+    // Moving the TSC back makes a deadline later; no deadline, no timer.
+    m.irq.set_tsc_offset(0, 0);
+    assert!(m.timers.deadlines().is_empty());
+    assert!(m.irq.wrmsr(0, 0x6e0, 36_000)); // TSC 33_000 + 0
+    m.irq.set_tsc_offset(0, 0u64.wrapping_sub(3_000));
+    assert_eq!(m.timers.deadlines(), [13_000]);
+    // A platform reset forgets the offsets.
+    m.irq.reset();
+    m.enable_lapic(1);
+    m.lapic_write(1, 0x320, 0x4_00ee);
+    assert!(m.irq.wrmsr(1, 0x6e0, 36_000));
+    assert_eq!(
+        m.timers.deadlines(),
+        [12_000],
+        "offset 0 again: 3_000 ticks, 1 µs"
+    );
+}
+
+#[test]
 fn a_stale_timer_callback_does_nothing() {
     // Timers whose cancel comes too late: the callback still runs.
     struct LateCancel(FakeTimers);

@@ -124,6 +124,11 @@ fn tsc_advance_and_invalid_state_change_this_vcpu() {
     vcpu::handle(&f.machine, &mut c, &mut s, true);
     assert_eq!(s.tsc_offset.value(), 5 + (1 << 50));
     assert!(s.tsc_offset.charged());
+    assert_eq!(
+        f.irq.tsc_offsets.lock().unwrap().as_slice(),
+        [(0, 1 << 50)],
+        "the TSC-deadline timer sees the advance"
+    );
 
     command(&f, &mut c, &mut s, 5, 0, 0);
     assert_eq!(s.cr0.value() & 0x8000_0001, 0x8000_0000, "PG without PE");
