@@ -33,6 +33,8 @@ impl log::Log for StderrLogger {
 }
 
 fn main() -> ExitCode {
+    // the zero of the boot milestones (`milestones = true`)
+    vmm_pc::milestone::note_vmm_start();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match argv.as_slice() {
         [config] if !config.starts_with('-') => run(Path::new(config)),

@@ -12,7 +12,8 @@
 //! | [`boot`] | bzImage + initrd + command line (linux-loader), Multiboot v1, AP start state |
 //! | [`devices`] | creating and wiring the configured devices |
 //! | [`irq`] | what the exit loop asks the interrupt controllers |
-//! | [`machine`] | shared machine state, bus dispatch, the VM's end, vCPU threads |
+//! | [`machine`] | shared machine state, bus dispatch, exit counters, the VM's end, vCPU threads |
+//! | [`milestone`] | boot milestones for benchmarks (`milestones = true`, port 0xE80) |
 //! | `vcpu` | the exit loop |
 //! | `emulate` | halifax-emu over the machine (MMIO, string I/O) |
 //! | [`doorbell`] | waking halted vCPUs |
@@ -28,6 +29,7 @@ pub mod end;
 pub mod irq;
 pub mod machine;
 pub mod memory;
+pub mod milestone;
 pub mod restart;
 pub mod testdev;
 mod vcpu;

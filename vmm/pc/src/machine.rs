@@ -5,15 +5,16 @@
 //! Owns: the dispatch of port I/O and MMIO to the buses and the test
 //! device (ports that no device covers read all ones; MMIO to nowhere is
 //! logged once and reads ones, or stops the VM with `unmapped-mmio =
-//! "stop"`), the exit budget, the stop of the VM and the vCPU threads. Must not
-//! touch: device internals, the exit loop's per-exit policy (`vcpu`).
+//! "stop"`), the exit counters and budget, the boot milestones' port, the
+//! stop of the VM and the vCPU threads. Must not touch: device internals,
+//! the exit loop's per-exit policy (`vcpu`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use halifax_emu::Emulator;
-use vcpu_api::{Access, Vcpu};
+use vcpu_api::{Access, ExitReason, Vcpu};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_bus::Bus;
 use vmm_core::devices::PortEffect;
@@ -30,6 +31,7 @@ use crate::doorbell::Doorbell;
 use crate::end::End;
 use crate::irq::InterruptController;
 use crate::memory::{self, GuestRam, MemoryError};
+use crate::milestone::{self, Mark, Milestones};
 use crate::restart::{ResetLimit, Restart, RESET_LOOP_RESETS, RESET_LOOP_WINDOW_NS};
 use crate::testdev::{self, TestDevice};
 use crate::vcpu;
@@ -154,6 +156,11 @@ pub struct Machine {
     pub msr_platform: MsrPlatform,
     pub(crate) exits: AtomicU64,
     pub(crate) max_exits: Option<u64>,
+    /// Per vCPU: its exits by reason (locked by its handler on every exit,
+    /// by others only for a milestone's report).
+    pub(crate) exit_counters: Vec<Mutex<ExitCounters>>,
+    /// The boot milestones (`milestones = true`).
+    pub milestones: Option<Milestones>,
     /// vCPUs that wait with nothing but the VM's end or another vCPU to
     /// wake them (halted with interrupts off, or waiting for a SIPI).
     pub(crate) idle_dead: AtomicU32,
@@ -227,12 +234,40 @@ impl Machine {
             Err(error) => self.stop(End::RestartFailed(error)),
         }
     }
-    /// Counts one exit against the limit.
-    pub(crate) fn count_exit(&self) -> Result<(), End> {
+
+    /// Counts an exit of `vcpu` by its reason and against the limit. The
+    /// boot vCPU's first (start-up) exit is the milestone `guest-entry`.
+    pub(crate) fn count_exit(&self, vcpu: u32, reason: &ExitReason) -> Result<(), End> {
+        if let Some(counters) = self.exit_counters.get(vcpu as usize) {
+            counters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .count(reason);
+        }
+        if let (Some(milestones), 0, ExitReason::Startup) = (&self.milestones, vcpu, reason) {
+            milestones.reach(Mark::GuestEntry, || self.exit_counters());
+        }
         match vcpu::over_limit(&self.exits, self.max_exits) {
             Some(end) => Err(end),
             None => Ok(()),
         }
+    }
+
+    /// The exits of every vCPU so far, by reason.
+    pub fn exit_counters(&self) -> ExitCounters {
+        let mut total = ExitCounters::default();
+        for counters in &self.exit_counters {
+            total.merge(&counters.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        total
+    }
+
+    /// The exits of `vcpu` so far, by reason.
+    pub fn vcpu_exit_counters(&self, vcpu: u32) -> ExitCounters {
+        self.exit_counters
+            .get(vcpu as usize)
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
     }
 
     /// Runs `wait` as an idle vCPU; `dead`: only the VM's end or another
@@ -298,6 +333,11 @@ impl Machine {
     /// An OUT to `port`; a test-device argument or command comes back for
     /// the writing vCPU to carry out.
     pub fn port_write(&self, port: u16, data: &[u8]) -> PortEffect {
+        if let (Some(milestones), milestone::PORT) = (&self.milestones, port) {
+            let n = data.first().copied().unwrap_or(0);
+            milestones.reach(Mark::Guest(n), || self.exit_counters());
+            return PortEffect::None;
+        }
         if let Some(test) = self.test_device(port) {
             return test.port_write(port, data);
         }
@@ -358,6 +398,7 @@ impl Machine {
 /// Builds the machine `config` describes on `host`, runs it until it ends
 /// and reports how. The host must outlive the call (it backs guest RAM).
 pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineError> {
+    let milestones = config.milestones.then(Milestones::new);
     let layout = config.layout();
     let mut regions = Vec::new();
     for range in layout.ram() {
@@ -368,6 +409,9 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
     // memory (the machine, its devices, the vCPU threads) is gone by then:
     // the threads are joined and the machine and devices dropped below.
     let ram = unsafe { memory::from_host_regions(&regions)? };
+    if let Some(milestones) = &milestones {
+        milestones.reach(Mark::RamBacked, ExitCounters::default);
+    }
     let cpus = config.cpus;
     let life = Lifecycle::new(cpus, config.on_reset);
     let tsc_hz = devices::measure_tsc_hz();
@@ -408,6 +452,8 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
         msr_platform,
         exits: AtomicU64::new(0),
         max_exits: config.max_exits,
+        exit_counters: (0..cpus).map(|_| Mutex::default()).collect(),
+        milestones,
         idle_dead: AtomicU32::new(0),
         warned: Mutex::new(HashSet::new()),
         test: devices.test,
@@ -418,25 +464,16 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
         },
     });
 
-    let total = Arc::new(Mutex::new(ExitCounters::default()));
     let mut threads = Vec::new();
     for id in 0..cpus {
-        let (m, h, sum) = (machine.clone(), host.clone(), total.clone());
+        let (m, h) = (machine.clone(), host.clone());
         let table = machine.cpuid.for_vcpu(id);
-        let body = move || {
-            let counters = match h.create_vcpu(id, &table) {
-                Ok(backend) => vcpu::run(&m, id, &mut Vcpu::new(backend)),
-                Err(e) => {
-                    m.stop(End::Host {
-                        vcpu: id,
-                        error: e.to_string(),
-                    });
-                    ExitCounters::default()
-                }
-            };
-            sum.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .merge(&counters);
+        let body = move || match h.create_vcpu(id, &table) {
+            Ok(backend) => vcpu::run(&m, id, &mut Vcpu::new(backend)),
+            Err(e) => m.stop(End::Host {
+                vcpu: id,
+                error: e.to_string(),
+            }),
         };
         match host.spawn_vcpu_thread(id, Box::new(body)) {
             Ok(thread) => threads.push(thread),
@@ -455,8 +492,8 @@ pub fn run<H: Host>(host: Arc<H>, config: &VmConfig) -> Result<Report, MachineEr
         }
     }
     let end = life.end().unwrap_or(End::AllHalted);
+    let counters = machine.exit_counters();
     drop(machine);
     drop(devices.keep_alive);
-    let counters = std::mem::take(&mut *total.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Report { end, counters })
 }

@@ -158,6 +158,8 @@ fn fixture(cpus: u32, entry: Entry, max_exits: Option<u64>) -> Fixture {
         msr_platform,
         exits: AtomicU64::new(0),
         max_exits,
+        exit_counters: (0..cpus).map(|_| Mutex::default()).collect(),
+        milestones: None,
         idle_dead: AtomicU32::new(0),
         warned: Mutex::new(HashSet::new()),
         test: None,
@@ -517,7 +519,7 @@ fn triple_faults_floods_and_unknown_exits_end_the_vm_with_a_reason() {
         f.machine.life.end(),
         Some(End::ExitFlood { exits: 4, limit: 3 })
     );
-    assert_eq!(c.counters.get("recall"), 4);
+    assert_eq!(f.machine.exit_counters().get("recall"), 4);
 
     let f = fixture(1, MULTIBOOT, None);
     let mut c = ctx(&f, 0);
@@ -597,7 +599,8 @@ fn the_loop_starts_the_bsp_at_the_kernel_and_ends_on_a_power_event() {
         ]),
         resumed: resumed.clone(),
     };
-    let counters = vcpu::run(&f.machine, 0, &mut Vcpu::new(backend));
+    vcpu::run(&f.machine, 0, &mut Vcpu::new(backend));
+    let counters = f.machine.vcpu_exit_counters(0);
     assert_eq!(f.machine.life.end(), Some(End::PowerOff));
     assert_eq!(counters.get("startup"), 1);
     assert_eq!(counters.get("io"), 1);
@@ -684,8 +687,12 @@ fn a_reset_restarts_every_vcpu_at_power_on_with_devices_and_ram_reloaded() {
         ]),
         resumed: resumed.clone(),
     };
-    let counters = vcpu::run(&f.machine, 0, &mut Vcpu::new(bsp));
-    let ap_counters = ap.join().unwrap();
+    vcpu::run(&f.machine, 0, &mut Vcpu::new(bsp));
+    ap.join().unwrap();
+    let (counters, ap_counters) = (
+        f.machine.vcpu_exit_counters(0),
+        f.machine.vcpu_exit_counters(1),
+    );
 
     assert_eq!(f.machine.life.end(), Some(End::PowerOff));
     assert_eq!(f.machine.life.restart.restarts(), 1);
@@ -969,4 +976,25 @@ fn devices_of_a_configuration_are_wired_to_their_ports_and_pages() {
     assert_eq!(life.end(), Some(End::PowerOff));
 }
 
+/// A writer a test reads back (a milestone report).
+#[derive(Clone, Default)]
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+mod milestones;
 mod test_device;

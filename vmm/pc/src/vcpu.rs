@@ -3,9 +3,9 @@
 //!
 //! Owns: what each exit means for the machine (port I/O and MMIO to the
 //! buses, APIC and other MSRs, CPUID, HLT, interrupt and NMI injection with
-//! interrupt windows, INIT/SIPI, the end of the VM) and this vCPU's exit
-//! counters. Must not touch: device state (the buses' devices own it) or how
-//! the vCPU runs (the host's backend).
+//! interrupt windows, INIT/SIPI, the end of the VM). Must not touch: device
+//! state (the buses' devices own it), the exit counters (the machine's) or
+//! how the vCPU runs (the host's backend).
 //!
 //! An exit flows: the backend stops the vCPU -> `handle` reads the reason
 //! and charges what changes (registers of an IN, `ip` past the instruction,
@@ -25,7 +25,6 @@ use vcpu_api::{
     Vcpu, VcpuState, WriteTarget,
 };
 use vmm_core::devices::PortEffect;
-use vmm_core::ExitCounters;
 
 use crate::boot;
 use crate::emulate::MachineMemory;
@@ -59,7 +58,6 @@ pub(crate) enum Next {
 /// Per-vCPU handler state.
 pub(crate) struct Ctx {
     pub index: u32,
-    pub counters: ExitCounters,
     /// Running (false: waiting for a SIPI).
     running: bool,
     pending_sipi: Option<u8>,
@@ -85,7 +83,6 @@ impl Ctx {
     pub fn new(index: u32, running: bool, msrs: MsrModel) -> Self {
         Ctx {
             index,
-            counters: ExitCounters::default(),
             running,
             pending_sipi: None,
             pending_nmi: false,
@@ -99,12 +96,11 @@ impl Ctx {
         }
     }
 
-    /// After a restart: as new (counters kept); a vCPU that starts at once
-    /// gets its power-on state at the next look, the others wait for a SIPI.
+    /// After a restart: as new (the machine keeps the exit counters); a
+    /// vCPU that starts at once gets its power-on state at the next look,
+    /// the others wait for a SIPI.
     fn restart(&mut self, running: bool, msrs: MsrModel) {
-        let counters = std::mem::take(&mut self.counters);
         *self = Ctx {
-            counters,
             power_on: running,
             has_run: self.has_run,
             ..Ctx::new(self.index, running, msrs)
@@ -112,8 +108,8 @@ impl Ctx {
     }
 }
 
-/// Runs vCPU `index` until the VM ends; returns its exit counters.
-pub fn run<B: Backend>(m: &Machine, index: u32, vcpu: &mut Vcpu<B>) -> ExitCounters {
+/// Runs vCPU `index` until the VM ends (its exits are counted in `m`).
+pub fn run<B: Backend>(m: &Machine, index: u32, vcpu: &mut Vcpu<B>) {
     let requester = vcpu.requester();
     let bell = m.doorbell(index);
     bell.connect(Box::new(move || requester.request()));
@@ -165,7 +161,6 @@ pub fn run<B: Backend>(m: &Machine, index: u32, vcpu: &mut Vcpu<B>) -> ExitCount
             Next::Stop => break,
         }
     }
-    ctx.counters
 }
 
 /// An AP before its SIPI (or after an INIT): nothing runs until one comes.
@@ -194,8 +189,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
         false => s.exit.reason,
     };
     if fresh {
-        ctx.counters.count(&reason);
-        if let Err(end) = m.count_exit() {
+        if let Err(end) = m.count_exit(ctx.index, &reason) {
             m.stop(end);
             return Next::Stop;
         }

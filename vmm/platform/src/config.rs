@@ -47,6 +47,9 @@ pub struct VmConfig {
     pub on_reset: OnReset,
     /// Print the exit counters when the VM ends.
     pub print_exits: bool,
+    /// The boot-milestone port (vmm-pc's `milestone`): a guest's write
+    /// prints the time since the VMM started and the exits so far.
+    pub milestones: bool,
 }
 
 /// What the machine does with a load or store where no RAM and no device is.
@@ -217,6 +220,8 @@ struct RawConfig {
     on_reset: OnReset,
     #[serde(default = "yes")]
     print_exits: bool,
+    #[serde(default)]
+    milestones: bool,
 }
 
 fn one() -> u32 {
@@ -487,6 +492,7 @@ impl Checker<'_> {
             unmapped_mmio: raw.unmapped_mmio,
             on_reset: raw.on_reset,
             print_exits: raw.print_exits,
+            milestones: raw.milestones,
         })
     }
 

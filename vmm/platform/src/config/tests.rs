@@ -66,6 +66,7 @@ max-exits = 50_000_000
 unmapped-mmio = "stop"
 on-reset = "exit"
 print-exits = false
+milestones = true
 
 [boot]
 kernel = "images/bzImage"
@@ -144,6 +145,7 @@ output = "file:logs/hvc0.log"
             unmapped_mmio: UnmappedMmio::Stop,
             on_reset: OnReset::Exit,
             print_exits: false,
+            milestones: true,
         }
     );
     assert_eq!(c.layout().memory(), 5 * GIB);
@@ -165,6 +167,7 @@ fn defaults_one_cpu_com1_on_stdio_no_limit_counters_printed() {
     assert_eq!(c.unmapped_mmio, UnmappedMmio::Ignore);
     assert_eq!(c.on_reset, OnReset::Restart);
     assert!(c.print_exits);
+    assert!(!c.milestones);
     assert!(!c.test_device);
     assert!(c.disks.is_empty() && c.nets.is_empty());
     assert!(matches!(c.boot, Boot::Linux { initrd: None, ref cmdline, .. } if cmdline.is_empty()));
