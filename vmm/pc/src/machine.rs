@@ -271,12 +271,20 @@ impl Machine {
     }
 
     /// Runs `wait` as an idle vCPU; `dead`: only the VM's end or another
-    /// vCPU can wake it. When every vCPU is dead-idle the VM ends.
+    /// vCPU can wake it. When every vCPU is dead-idle the VM ends. With
+    /// milestones the idle time is counted.
     pub(crate) fn idle(&self, _vcpu: u32, dead: bool, wait: impl FnOnce()) {
         if dead && self.idle_dead.fetch_add(1, Ordering::AcqRel) + 1 >= self.vcpus() {
             self.stop(End::AllHalted);
         }
-        wait();
+        match &self.milestones {
+            Some(milestones) => {
+                let since = std::time::Instant::now();
+                wait();
+                milestones.count_idle(since.elapsed());
+            }
+            None => wait(),
+        }
         if dead {
             self.idle_dead.fetch_sub(1, Ordering::AcqRel);
         }

@@ -11,7 +11,7 @@
 //! reached, as lines on the VMM's standard error:
 //!
 //! ```text
-//! tern-vmm: milestone guest-1: 5123.456 ms, 5123456789 TSC ticks since the VMM started
+//! tern-vmm: milestone guest-1: 5123.456 ms, 5123456789 TSC ticks since the VMM started; vCPUs idle 3000.000 ms
 //! tern-vmm: milestone guest-1: exits io: 1234
 //! tern-vmm: milestone guest-1: exits total: 2000
 //! ```
@@ -19,14 +19,19 @@
 //! The start is taken by [`note_vmm_start`] at the top of the VMM's `main`
 //! (or, if it never ran, when the first [`Milestones`] is made). Under QEMU
 //! `-icount shift=0` the TSC counts retired instructions, so the ticks are
-//! a deterministic measure of the work done.
+//! a deterministic measure of the work done; QEMU skips the time in which
+//! every CPU idles, which is why the time the vCPUs spent idle (halted or
+//! waiting for a SIPI, summed over vCPUs; measured only with milestones
+//! on) is in the report too.
 //!
-//! Owns: the VMM's start, which milestones were reached and their report.
+//! Owns: the VMM's start, which milestones were reached, the vCPUs' idle
+//! time and the report.
 //! Must not touch: the exit counters (the machine keeps them) or the guest.
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -88,6 +93,7 @@ pub fn note_vmm_start() -> Start {
 pub struct Milestones {
     start: Start,
     reached: Mutex<BTreeSet<Mark>>,
+    idle_ns: AtomicU64,
     out: Mutex<Box<dyn Write + Send>>,
 }
 
@@ -102,21 +108,34 @@ impl Milestones {
         Milestones {
             start,
             reached: Mutex::new(BTreeSet::new()),
+            idle_ns: AtomicU64::new(0),
             out: Mutex::new(out),
         }
+    }
+
+    /// A vCPU was idle for `time`.
+    pub fn count_idle(&self, time: Duration) {
+        let ns = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+        self.idle_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// `mark` is reached now: the first time, reports it with the exits
     /// `exits` counts (asked only then) and returns true; later, false.
     pub fn reach(&self, mark: Mark, exits: impl FnOnce() -> ExitCounters) -> bool {
         let (elapsed, ticks) = (self.start.at.elapsed(), host_tsc());
+        let idle = Duration::from_nanos(self.idle_ns.load(Ordering::Relaxed));
         let first = self
             .reached
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(mark);
         if first {
-            let text = report(mark, elapsed, ticks.wrapping_sub(self.start.tsc), &exits());
+            let since = Since {
+                elapsed,
+                ticks: ticks.wrapping_sub(self.start.tsc),
+                idle,
+            };
+            let text = report(mark, &since, &exits());
             let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
             // a report that cannot be written is lost; the VM goes on
             let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
@@ -131,13 +150,31 @@ impl Default for Milestones {
     }
 }
 
-/// The lines that report `mark`: the time and ticks since the start, then
-/// the exit counters (as `print-exits` prints them at the VM's end).
-pub fn report(mark: Mark, elapsed: Duration, ticks: u64, exits: &ExitCounters) -> String {
+/// How far the VMM had come at a milestone.
+#[derive(Clone, Copy, Debug)]
+pub struct Since {
+    /// Wall time since the VMM started.
+    pub elapsed: Duration,
+    /// TSC ticks since the VMM started.
+    pub ticks: u64,
+    /// Time the vCPUs spent idle until then, summed over vCPUs.
+    pub idle: Duration,
+}
+
+/// `time` in milliseconds with three decimals.
+fn ms(time: Duration) -> String {
+    format!("{}.{:03}", time.as_millis(), time.subsec_micros() % 1000)
+}
+
+/// The lines that report `mark`: the time and ticks since the start and
+/// the idle time, then the exit counters (as `print-exits` prints them at
+/// the VM's end).
+pub fn report(mark: Mark, since: &Since, exits: &ExitCounters) -> String {
     let mut text = format!(
-        "tern-vmm: milestone {mark}: {}.{:03} ms, {ticks} TSC ticks since the VMM started\n",
-        elapsed.as_millis(),
-        elapsed.subsec_micros() % 1000,
+        "tern-vmm: milestone {mark}: {} ms, {} TSC ticks since the VMM started; vCPUs idle {} ms\n",
+        ms(since.elapsed),
+        since.ticks,
+        ms(since.idle),
     );
     for line in exits.to_string().lines() {
         text += &format!("tern-vmm: milestone {mark}: {line}\n");
@@ -157,23 +194,28 @@ mod tests {
         exits.count(&ExitReason::Cpuid);
         exits.count(&ExitReason::Cpuid);
         exits.count(&ExitReason::Hlt);
-        let text = report(Mark::Guest(1), Duration::from_micros(5_123_456), 42, &exits);
+        let since = Since {
+            elapsed: Duration::from_micros(5_123_456),
+            ticks: 42,
+            idle: Duration::from_micros(3_000_007),
+        };
+        let text = report(Mark::Guest(1), &since, &exits);
         assert_eq!(
             text,
-            "tern-vmm: milestone guest-1: 5123.456 ms, 42 TSC ticks since the VMM started\n\
+            "tern-vmm: milestone guest-1: 5123.456 ms, 42 TSC ticks since the VMM started; vCPUs idle 3000.007 ms\n\
              tern-vmm: milestone guest-1: exits cpuid: 2\n\
              tern-vmm: milestone guest-1: exits hlt: 1\n\
              tern-vmm: milestone guest-1: exits total: 3\n"
         );
-        let text = report(
-            Mark::RamBacked,
-            Duration::from_millis(7),
-            0,
-            &ExitCounters::default(),
-        );
+        let since = Since {
+            elapsed: Duration::from_millis(7),
+            ticks: 0,
+            idle: Duration::ZERO,
+        };
+        let text = report(Mark::RamBacked, &since, &ExitCounters::default());
         assert_eq!(
             text,
-            "tern-vmm: milestone ram-backed: 7.000 ms, 0 TSC ticks since the VMM started\n\
+            "tern-vmm: milestone ram-backed: 7.000 ms, 0 TSC ticks since the VMM started; vCPUs idle 0.000 ms\n\
              tern-vmm: milestone ram-backed: exits total: 0\n"
         );
     }
@@ -186,6 +228,8 @@ mod tests {
             tsc: host_tsc() - 1_000_000,
         };
         let milestones = Milestones::since(start, Box::new(out.clone()));
+        milestones.count_idle(Duration::from_millis(40));
+        milestones.count_idle(Duration::from_millis(2));
         let mut asked = 0;
         assert!(milestones.reach(Mark::Guest(3), || {
             asked += 1;
@@ -212,6 +256,11 @@ mod tests {
         assert!(
             ticks >= 1_000_000,
             "{ticks} ticks since a start 1e6 ticks ago"
+        );
+        assert!(
+            firsts[0].ends_with("; vCPUs idle 42.000 ms"),
+            "{}",
+            firsts[0]
         );
     }
 

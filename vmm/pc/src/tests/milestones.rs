@@ -52,7 +52,7 @@ fn a_guest_mark_reports_once_with_every_vcpus_exits_so_far() {
     let heads: Vec<&str> = text.lines().filter(|l| l.contains(" ms, ")).collect();
     assert_eq!(heads.len(), 2, "one report per milestone: {text}");
     assert!(heads[0].starts_with("tern-vmm: milestone guest-1: "));
-    assert!(heads[0].ends_with(" TSC ticks since the VMM started"));
+    assert!(heads[0].contains(" TSC ticks since the VMM started; vCPUs idle "));
     assert!(heads[1].starts_with("tern-vmm: milestone guest-2: "));
     // the marking OUT itself is counted before its report
     assert_eq!(
@@ -84,6 +84,27 @@ fn the_boot_vcpus_start_is_guest_entry_and_an_aps_is_not() {
         "{text}"
     );
     assert_eq!(exits_of(&text, "guest-entry"), ["startup: 2", "total: 2"]);
+}
+
+#[test]
+fn the_report_counts_the_time_vcpus_were_idle() {
+    let (f, out) = with_milestones(1);
+    let mut c = ctx(&f, 0);
+    f.machine.idle(0, false, || {
+        std::thread::sleep(std::time::Duration::from_millis(30))
+    });
+    assert_eq!(mark(&f, &mut c, 9), Next::Resume);
+    let text = out.text();
+    let idle_ms: f64 = text
+        .split("; vCPUs idle ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no idle time in {text}"));
+    assert!(
+        (30.0..10_000.0).contains(&idle_ms),
+        "{idle_ms} ms idle: {text}"
+    );
 }
 
 #[test]
