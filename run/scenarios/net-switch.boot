@@ -27,3 +27,15 @@ memory = "16M"
 cpus = [1]
 args = ["lan", "ping", "1", "2", "200"]
 uses = ["lan-cpu1"]
+
+# after the exchange: a client tries ports it was not given (port requests
+# through the service portal, its own port's capabilities after its detach)
+[[component]]
+name = "intruder"
+kind = "linux"
+binary = "net-switch-peer"
+memory = "16M"
+cpus = [0]
+args = ["lan", "intruder", "3", "1", "0"]
+uses = ["lan-cpu0"]
+after = "ping"

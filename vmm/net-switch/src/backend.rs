@@ -1,6 +1,7 @@
 //! A virtio-net backend on a switch port: the guest's frames are sent from
 //! the thread that processes the transmit queue (a vCPU thread); a receive
-//! thread polls the port ([`receive_loop`]) and hands frames to the device.
+//! thread takes the port's frames when the switch signals them
+//! ([`receive_loop`]) and hands them to the device.
 //!
 //! Owns: the port and its receive thread. Must not touch: the device
 //! (frames reach it only through its `FrameSink`).
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use vmm_virtio::{FrameSink, NetBackend};
 
-use crate::client::{receive_loop, SwitchClient, SwitchError, TernTransport, Transport};
+use crate::client::{receive_loop, PortLink, SwitchClient, SwitchError, TernPort};
 
 /// How long the VMM waits for the switch component to register its
 /// portals before it gives up.
@@ -27,32 +28,35 @@ pub fn tern_port(switch: &str) -> Option<Result<Box<dyn NetBackend>, SwitchError
 }
 
 /// A port of a switch as a [`NetBackend`].
-pub struct SwitchBackend<T: Transport + 'static> {
-    client: Arc<SwitchClient<T>>,
+pub struct SwitchBackend<L: PortLink + 'static> {
+    client: Arc<SwitchClient<L>>,
     running: Arc<AtomicBool>,
     receiver: Option<JoinHandle<()>>,
     send_failed: bool,
 }
 
-impl SwitchBackend<TernTransport> {
+impl SwitchBackend<TernPort> {
     /// A port of switch component `switch` on Tern.
     pub fn connect_tern(switch: &str) -> Result<Self, SwitchError> {
-        Self::attach(TernTransport::connect(switch, CONNECT_PATIENCE)?)
+        Ok(Self::new(SwitchClient::attach_tern(
+            switch,
+            CONNECT_PATIENCE,
+        )?))
     }
 }
 
-impl<T: Transport + 'static> SwitchBackend<T> {
-    pub fn attach(transport: T) -> Result<Self, SwitchError> {
-        Ok(SwitchBackend {
-            client: Arc::new(SwitchClient::attach(transport)?),
+impl<L: PortLink + 'static> SwitchBackend<L> {
+    pub fn new(client: SwitchClient<L>) -> Self {
+        SwitchBackend {
+            client: Arc::new(client),
             running: Arc::new(AtomicBool::new(true)),
             receiver: None,
             send_failed: false,
-        })
+        }
     }
 }
 
-impl<T: Transport + 'static> NetBackend for SwitchBackend<T> {
+impl<L: PortLink + 'static> NetBackend for SwitchBackend<L> {
     fn send(&mut self, frame: &[u8]) {
         if let Err(e) = self.client.send(frame) {
             // once: a guest can send bad frames as fast as it likes
@@ -89,11 +93,12 @@ impl<T: Transport + 'static> NetBackend for SwitchBackend<T> {
     }
 }
 
-impl<T: Transport + 'static> Drop for SwitchBackend<T> {
+impl<L: PortLink + 'static> Drop for SwitchBackend<L> {
     /// Stops the receive thread; the port is detached with the last
     /// reference to the client.
     fn drop(&mut self) {
         self.running.store(false, Ordering::Release);
+        self.client.wake();
         if let Some(thread) = self.receiver.take() {
             let _ = thread.join();
         }
@@ -117,8 +122,8 @@ mod tests {
     #[test]
     fn frames_reach_a_virtio_net_device_and_leave_it() {
         let sw = LocalSwitch::new(2, 16);
-        let peer = SwitchClient::attach(sw.clone()).unwrap();
-        let backend = SwitchBackend::attach(sw.clone()).unwrap();
+        let peer = sw.client().unwrap();
+        let backend = SwitchBackend::new(sw.client().unwrap());
         // the device attaches the backend: its receive thread starts
         let net = Net::new([2, 0, 0, 0, 0, 1], Box::new(backend));
         let wakeup = net.wakeup().unwrap();
@@ -126,17 +131,17 @@ mod tests {
         // the receive thread moved it into the device's backlog
         assert!(wakeup.wait(), "the device was woken for the frame");
         assert_eq!(peer.receive().unwrap(), Received::Nothing);
-        assert_eq!(sw.0.lock().unwrap().stats().snapshot().delivered, 1);
-        // dropping the device stops the thread and detaches the port
+        assert_eq!(sw.core.lock().unwrap().stats().snapshot().delivered, 1);
+        // dropping the device stops the (waiting) thread and detaches the port
         drop(net);
-        assert_eq!(sw.0.lock().unwrap().stats().snapshot().ports, 1);
+        assert_eq!(sw.core.lock().unwrap().stats().snapshot().ports, 1);
     }
 
     #[test]
     fn sent_frames_reach_the_peer_and_bad_ones_are_dropped() {
         let sw = LocalSwitch::new(2, 16);
-        let peer = SwitchClient::attach(sw.clone()).unwrap();
-        let mut backend = SwitchBackend::attach(sw.clone()).unwrap();
+        let peer = sw.client().unwrap();
+        let mut backend = SwitchBackend::new(sw.client().unwrap());
         backend.send(&[0; 5]);
         backend.send(&frame(2, 1, 60));
         assert_eq!(
@@ -146,6 +151,6 @@ mod tests {
                 queued: 0
             }
         );
-        assert_eq!(sw.0.lock().unwrap().stats().snapshot().received, 1);
+        assert_eq!(sw.core.lock().unwrap().stats().snapshot().received, 1);
     }
 }

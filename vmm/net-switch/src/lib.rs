@@ -3,8 +3,9 @@
 //! - [`switch`]: the switch (ports with bounded queues, MAC learning),
 //!   allocation-free once made, so a portal handler can run it.
 //! - [`protocol`]: its requests and replies as message words.
-//! - [`client`]: a port over a [`client::Transport`] (on Tern: the switch's
-//!   per-CPU portals) and the polling receive loop.
+//! - [`client`]: a port over a [`client::PortLink`] (on Tern: the port's
+//!   own portals and semaphore, handed out by the switch) and the receive
+//!   loop that waits for the switch's signal.
 //! - [`backend`]: that port as a virtio-net backend
 //!   ([`vmm_virtio::NetBackend`]) for `backend = "switch:NAME"` on Tern.
 //!
@@ -18,5 +19,5 @@ pub mod protocol;
 pub mod switch;
 
 pub use backend::{tern_port, SwitchBackend};
-pub use client::{SwitchClient, SwitchError, TernTransport, Transport};
-pub use switch::{Stats, StatsSnapshot, SwitchCore};
+pub use client::{PortLink, SwitchClient, SwitchError, TernPort};
+pub use switch::{Caller, Handled, PortChange, Stats, StatsSnapshot, SwitchCore};

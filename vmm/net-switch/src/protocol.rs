@@ -2,17 +2,37 @@
 //! words (a Tern UTCB holds 500; the largest message, a receive reply with a
 //! full frame, takes 3 + 190).
 //!
-//! | request | words | reply |
-//! |---|---|---|
-//! | attach | `[ATTACH]` | `[OK, port]` or `[NO_FREE_PORT]` |
-//! | send | `[SEND, port, len, frame words...]` | `[OK]` (also when the frame was dropped) |
-//! | receive | `[RECEIVE, port]` | `[OK, len, queued, frame words...]`; `len` 0: nothing queued |
-//! | detach | `[DETACH, port]` | `[OK]` |
+//! A client attaches through the switch's service portal (`NAME-cpuC`) and
+//! gets its port as capabilities: the reply delegates the port's semaphore
+//! and, for each CPU the client asked for, a portal of the port. Everything
+//! else goes through the port's portal, whose badge (set by the switch,
+//! delivered by the kernel) names the port: requests carry no port id, so
+//! a client cannot act for another port.
+//!
+//! | request | through | words | reply |
+//! |---|---|---|---|
+//! | attach | service portal | `[ATTACH, offset, cpus]` | `[OK, port]` + capabilities, or `[NO_FREE_PORT]` |
+//! | send | port portal | `[SEND, len, frame words...]` | `[OK]` (also when the frame was dropped) |
+//! | receive | port portal | `[RECEIVE]` | `[OK, len, queued, frame words...]`; `len` 0: nothing queued |
+//! | detach | port portal | `[DETACH]` | `[OK]`; the port's capabilities are revoked |
+//!
+//! - attach: `offset` is where in the client's receive window the
+//!   capabilities go (it reserves `1 + cpus.count_ones()` slots): the port's
+//!   semaphore at `offset`, then the port's portal for each CPU of the mask
+//!   `cpus` (bit C: CPU C; at most [`MAX_ATTACH_CPUS`], each one the switch
+//!   serves), lowest CPU first. `port` is the port's number, for messages.
+//! - The switch ups the port's semaphore when a frame is queued for the
+//!   port while its queue was empty. A receiver takes frames until a reply
+//!   says `queued` 0 (or `len` 0) and then downs the semaphore: a frame
+//!   queued after that reply ups it, so no wake-up is lost (a stale up only
+//!   makes one receive come back empty).
 //!
 //! A frame of `len` bytes travels as `len.div_ceil(8)` words, little-endian
 //! (byte `i` is byte `i % 8` of word `i / 8`); the pad bytes are zero.
 //! `queued` is how many frames still wait for the port after this one.
-//! Any request may be answered `[BAD_REQUEST]` or `[NO_SUCH_PORT]`.
+//! Any request may be answered `[BAD_REQUEST]`; port requests through the
+//! service portal, or through a port's portal after its detach, are answered
+//! `[NO_SUCH_PORT]`.
 //!
 //! Owns: the word layout on both sides. Must not touch: switching (see
 //! [`crate::switch`]) and how words travel (portals, see [`crate::client`]).
@@ -38,56 +58,62 @@ pub const NO_SUCH_PORT: u64 = 2;
 pub const NO_FREE_PORT: u64 = 3;
 
 /// Words before the frame in a send request and in a receive reply.
-pub const SEND_HEADER: usize = 3;
+pub const SEND_HEADER: usize = 2;
 pub const RECEIVE_HEADER: usize = 3;
 /// Words of the longest request and the longest reply.
-pub const MAX_MESSAGE: usize = SEND_HEADER + FRAME_WORDS;
+pub const MAX_MESSAGE: usize = RECEIVE_HEADER + FRAME_WORDS;
+/// Most CPUs one attach asks portals for (a reply delegates at most 16
+/// capabilities: the semaphore and the portals).
+pub const MAX_ATTACH_CPUS: u32 = 15;
 
-/// A request as the switch reads it; a send's frame stays in words.
+/// A request as the switch reads it; a send's frame stays in words. Which
+/// port a port request is for is not in the words: the portal says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
-    Attach,
+    Attach {
+        /// Receive-window offset of the capabilities.
+        offset: u64,
+        /// CPUs the client wants the port's portal on (bit C: CPU C).
+        cpus: u64,
+    },
     Send {
-        port: u64,
         len: usize,
         words: &'a [u64],
     },
-    Receive {
-        port: u64,
-    },
-    Detach {
-        port: u64,
-    },
+    Receive,
+    Detach,
 }
 
 impl<'a> Request<'a> {
     /// Reads a request; `None` for anything malformed (unknown operation,
-    /// missing words, a frame length outside `MIN_FRAME..=MAX_FRAME` or not
-    /// matching the words sent).
+    /// missing words, no CPUs or too many in an attach, a frame length
+    /// outside `MIN_FRAME..=MAX_FRAME` or not matching the words sent).
     pub fn parse(words: &'a [u64]) -> Option<Self> {
         match *words {
-            [ATTACH] => Some(Request::Attach),
-            [SEND, port, len, ref frame @ ..] => {
+            [ATTACH, offset, cpus] => ((1..=MAX_ATTACH_CPUS).contains(&cpus.count_ones()))
+                .then_some(Request::Attach { offset, cpus }),
+            [SEND, len, ref frame @ ..] => {
                 let len = usize::try_from(len).ok()?;
                 let ok = (MIN_FRAME..=MAX_FRAME).contains(&len) && frame.len() == len.div_ceil(8);
-                ok.then_some(Request::Send {
-                    port,
-                    len,
-                    words: frame,
-                })
+                ok.then_some(Request::Send { len, words: frame })
             }
-            [RECEIVE, port] => Some(Request::Receive { port }),
-            [DETACH, port] => Some(Request::Detach { port }),
+            [RECEIVE] => Some(Request::Receive),
+            [DETACH] => Some(Request::Detach),
             _ => None,
         }
     }
 }
 
+/// The words of an attach request.
+pub fn attach_request(offset: u64, cpus: u64) -> [u64; 3] {
+    [ATTACH, offset, cpus]
+}
+
 /// The words of a send request for `frame` (which the caller keeps within
 /// `MIN_FRAME..=MAX_FRAME`).
-pub fn send_request(port: u64, frame: &[u8]) -> Vec<u64> {
+pub fn send_request(frame: &[u8]) -> Vec<u64> {
     let mut words = Vec::with_capacity(SEND_HEADER + frame.len().div_ceil(8));
-    words.extend_from_slice(&[SEND, port, frame.len() as u64]);
+    words.extend_from_slice(&[SEND, frame.len() as u64]);
     words.extend(frame.chunks(8).map(word_of));
     words
 }
@@ -157,7 +183,9 @@ pub fn status_name(status: u64) -> &'static str {
     match status {
         OK => "ok",
         BAD_REQUEST => "malformed request or reply",
-        NO_SUCH_PORT => "no such port (detached, or the switch restarted)",
+        NO_SUCH_PORT => {
+            "no such port (detached, or a port request through the switch's service portal)"
+        }
         NO_FREE_PORT => "every port of the switch is taken (start it with more: --ports N)",
         _ => "unknown status",
     }
@@ -175,18 +203,13 @@ mod tests {
     fn a_send_request_round_trips_through_parse() {
         for len in [MIN_FRAME, 15, 16, 60, 1513, 1514, MAX_FRAME] {
             let f = frame(len);
-            let words = send_request(9, &f);
+            let words = send_request(&f);
             assert_eq!(words.len(), SEND_HEADER + len.div_ceil(8));
             assert!(words.len() <= MAX_MESSAGE);
-            let Some(Request::Send {
-                port,
-                len: l,
-                words: w,
-            }) = Request::parse(&words)
-            else {
+            let Some(Request::Send { len: l, words: w }) = Request::parse(&words) else {
                 panic!("{len}: not a send");
             };
-            assert_eq!((port, l), (9, len));
+            assert_eq!(l, len);
             let back: Vec<u8> = (0..len).map(|i| byte(w, i)).collect();
             assert_eq!(back, f, "{len}");
             // pad bytes are zero
@@ -200,7 +223,7 @@ mod tests {
     fn macs_are_read_across_word_boundaries() {
         let mut f = frame(60);
         f[..12].copy_from_slice(&[1, 2, 3, 4, 5, 6, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf]);
-        let words = send_request(0, &f);
+        let words = send_request(&f);
         assert_eq!(mac_at(&words[SEND_HEADER..], 0), [1, 2, 3, 4, 5, 6]);
         assert_eq!(
             mac_at(&words[SEND_HEADER..], 6),
@@ -210,23 +233,26 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_refused() {
-        let good = send_request(1, &frame(20));
+        let good = send_request(&frame(20));
         let mut short = good.clone();
         short.pop();
         let mut long = good.clone();
         long.push(0);
         let mut wrong_len = good.clone();
-        wrong_len[2] = 60;
-        let huge = [SEND, 1, u64::MAX, 0];
-        let runt = send_request(1, &frame(13));
-        let too_big = send_request(1, &frame(MAX_FRAME + 1));
+        wrong_len[1] = 60;
+        let huge = [SEND, u64::MAX, 0];
+        let runt = send_request(&frame(13));
+        let too_big = send_request(&frame(MAX_FRAME + 1));
         for bad in [
             &[][..],
             &[0],
-            &[ATTACH, 1],
-            &[RECEIVE],
-            &[RECEIVE, 1, 2],
-            &[DETACH],
+            &[ATTACH],
+            &[ATTACH, 0],
+            &[ATTACH, 0, 0],
+            &[ATTACH, 0, (1 << (MAX_ATTACH_CPUS + 1)) - 1],
+            &[ATTACH, 0, 1, 2],
+            &[RECEIVE, 1],
+            &[DETACH, 1],
             &[99, 1],
             &short,
             &long,
@@ -237,22 +263,29 @@ mod tests {
         ] {
             assert_eq!(Request::parse(bad), None, "{bad:?}");
         }
-        assert_eq!(Request::parse(&[ATTACH]), Some(Request::Attach));
         assert_eq!(
-            Request::parse(&[RECEIVE, 7]),
-            Some(Request::Receive { port: 7 })
+            Request::parse(&attach_request(5, 0b110)),
+            Some(Request::Attach {
+                offset: 5,
+                cpus: 0b110
+            })
         );
         assert_eq!(
-            Request::parse(&[DETACH, 7]),
-            Some(Request::Detach { port: 7 })
+            Request::parse(&attach_request(0, u64::MAX >> (64 - MAX_ATTACH_CPUS))),
+            Some(Request::Attach {
+                offset: 0,
+                cpus: u64::MAX >> (64 - MAX_ATTACH_CPUS)
+            })
         );
+        assert_eq!(Request::parse(&[RECEIVE]), Some(Request::Receive));
+        assert_eq!(Request::parse(&[DETACH]), Some(Request::Detach));
     }
 
     #[test]
     fn receive_replies_are_checked() {
         let f = frame(61);
         let mut reply = vec![OK, 61, 2];
-        reply.extend_from_slice(&send_request(0, &f)[SEND_HEADER..]);
+        reply.extend_from_slice(&send_request(&f)[SEND_HEADER..]);
         assert_eq!(
             parse_receive_reply(&reply),
             Ok(Received::Frame {

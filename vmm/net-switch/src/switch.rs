@@ -11,9 +11,14 @@
 //! only copies words. A frame for a port whose queue is full is dropped and
 //! counted, as a NIC without receive buffers drops it.
 //!
+//! A request comes from the service portal or from one port's portal
+//! ([`Caller`]); `handle` answers it and says what the caller must do with
+//! kernel objects ([`Handled`]): hand out or take back a port's
+//! capabilities, signal the semaphores of ports that got frames.
+//!
 //! Owns: ports, queues, the MAC table, the counters. Must not touch: how
-//! requests arrive (the portal, see the `net-switch` binary) or locking
-//! (the caller serializes `handle`).
+//! requests arrive and capabilities (the portals, see the `net-switch`
+//! binary) or locking (the caller serializes `handle`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,8 +28,8 @@ use crate::protocol::{self, Request, FRAME_WORDS, MIN_FRAME, RECEIVE_HEADER};
 /// Addresses remembered at most (a guest sending from random source
 /// addresses cannot fill more than this).
 pub const MAX_MACS: usize = 256;
-/// Most ports a switch may have (port ids keep the index in 16 bits).
-pub const MAX_PORTS: usize = 1 << 16;
+/// Most ports a switch may have ([`Handled::wake`] has a bit per port).
+pub const MAX_PORTS: usize = 64;
 
 /// What the switch has done, readable from any thread while it runs.
 #[derive(Debug, Default)]
@@ -127,10 +132,38 @@ impl Queue {
 }
 
 struct Port {
-    /// Bumped at every attach: an id from before a detach stays invalid.
-    generation: u64,
     attached: bool,
     queue: Queue,
+}
+
+/// Where a request came from: the switch's service portal (attach only) or
+/// the portal of port `n` (the kernel tells the handler which, by badge).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Service,
+    Port(usize),
+}
+
+/// What [`SwitchCore::handle`] did beyond writing its reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Handled {
+    /// Words of the reply.
+    pub len: usize,
+    /// A port changed hands: its capabilities go with the reply, or are
+    /// taken back.
+    pub change: Option<PortChange>,
+    /// Ports (bit P: port P) whose empty queue got a frame: their
+    /// semaphores are to be signalled.
+    pub wake: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortChange {
+    /// Delegate the port's semaphore to receive-window `offset` and its
+    /// portals for `cpus` after it (see [`crate::protocol`]).
+    Attached { port: usize, offset: u64, cpus: u64 },
+    /// Revoke what was delegated for the port.
+    Detached { port: usize },
 }
 
 #[derive(Clone, Copy)]
@@ -144,25 +177,27 @@ pub struct SwitchCore {
     ports: Vec<Port>,
     macs: [Option<MacEntry>; MAX_MACS],
     stats: Arc<Stats>,
+    /// The CPUs with a portal (bit C: CPU C): what an attach may ask for.
+    cpus: u64,
 }
 
 impl SwitchCore {
     /// A switch for `ports` ports (at most [`MAX_PORTS`]) whose queues hold
-    /// `depth` frames each (at least 1). Everything it will use is allocated
-    /// and written here.
-    pub fn new(ports: usize, depth: usize) -> Self {
+    /// `depth` frames each (at least 1), with portals on `cpus` (bit C: CPU
+    /// C). Everything it will use is allocated and written here.
+    pub fn new(ports: usize, depth: usize, cpus: u64) -> Self {
         let ports = ports.min(MAX_PORTS);
         let depth = depth.max(1);
         SwitchCore {
             ports: (0..ports)
                 .map(|_| Port {
-                    generation: 0,
                     attached: false,
                     queue: Queue::new(depth),
                 })
                 .collect(),
             macs: [None; MAX_MACS],
             stats: Arc::default(),
+            cpus,
         }
     }
 
@@ -170,38 +205,27 @@ impl SwitchCore {
         self.stats.clone()
     }
 
-    /// Answers one request (words as they came through the portal) into
-    /// `reply`, which holds at least [`protocol::MAX_MESSAGE`] words;
-    /// returns the reply's length. Never allocates.
-    pub fn handle(&mut self, request: &[u64], reply: &mut [u64]) -> usize {
-        let answer = match Request::parse(request) {
-            None => Err(protocol::BAD_REQUEST),
-            Some(Request::Attach) => self.attach().map(|port| {
-                reply[1] = port;
-                2
-            }),
-            Some(Request::Send { port, len, words }) => self
-                .port_index(port)
-                .map(|from| self.forward(from, len, words)),
-            Some(Request::Receive { port }) => self.port_index(port).map(|index| {
-                let queue = &mut self.ports[index].queue;
-                let Some(slot) = queue.pop() else {
-                    reply[1..RECEIVE_HEADER].fill(0);
-                    return RECEIVE_HEADER;
-                };
-                let n = slot.len.div_ceil(8);
-                reply[1] = slot.len as u64;
-                reply[RECEIVE_HEADER..RECEIVE_HEADER + n].copy_from_slice(&slot.words[..n]);
-                reply[2] = queue.len as u64;
-                Stats::count(&self.stats.delivered);
-                RECEIVE_HEADER + n
-            }),
-            Some(Request::Detach { port }) => self.port_index(port).map(|index| {
-                self.detach(index);
-                1
-            }),
+    /// Answers one request from `caller` (words as they came through the
+    /// portal) into `reply`, which holds at least [`protocol::MAX_MESSAGE`]
+    /// words. Never allocates.
+    pub fn handle(&mut self, caller: Caller, request: &[u64], reply: &mut [u64]) -> Handled {
+        let mut done = Handled::default();
+        let answer = match (Request::parse(request), caller) {
+            (None, _) => Err(protocol::BAD_REQUEST),
+            (Some(Request::Attach { offset, cpus }), Caller::Service) => {
+                self.attach(cpus).map(|port| {
+                    done.change = Some(PortChange::Attached { port, offset, cpus });
+                    reply[1] = port as u64;
+                    2
+                })
+            }
+            (Some(_), Caller::Service) => Err(protocol::NO_SUCH_PORT),
+            (Some(request), Caller::Port(port)) => match self.ports.get(port) {
+                Some(p) if p.attached => self.port_request(port, request, reply, &mut done),
+                _ => Err(protocol::NO_SUCH_PORT),
+            },
         };
-        match answer {
+        done.len = match answer {
             Ok(len) => {
                 reply[0] = protocol::OK;
                 len
@@ -211,10 +235,49 @@ impl SwitchCore {
                 reply[0] = status;
                 1
             }
-        }
+        };
+        done
     }
 
-    fn attach(&mut self) -> Result<u64, u64> {
+    /// A request of attached port `port`; returns the reply's length.
+    fn port_request(
+        &mut self,
+        port: usize,
+        request: Request,
+        reply: &mut [u64],
+        done: &mut Handled,
+    ) -> Result<usize, u64> {
+        Ok(match request {
+            Request::Attach { .. } => return Err(protocol::BAD_REQUEST),
+            Request::Send { len, words } => {
+                done.wake = self.forward(port, len, words);
+                1
+            }
+            Request::Receive => {
+                let queue = &mut self.ports[port].queue;
+                let Some(slot) = queue.pop() else {
+                    reply[1..RECEIVE_HEADER].fill(0);
+                    return Ok(RECEIVE_HEADER);
+                };
+                let n = slot.len.div_ceil(8);
+                reply[1] = slot.len as u64;
+                reply[RECEIVE_HEADER..RECEIVE_HEADER + n].copy_from_slice(&slot.words[..n]);
+                reply[2] = queue.len as u64;
+                Stats::count(&self.stats.delivered);
+                RECEIVE_HEADER + n
+            }
+            Request::Detach => {
+                self.detach(port);
+                done.change = Some(PortChange::Detached { port });
+                1
+            }
+        })
+    }
+
+    fn attach(&mut self, cpus: u64) -> Result<usize, u64> {
+        if cpus & !self.cpus != 0 {
+            return Err(protocol::BAD_REQUEST);
+        }
         let index = self
             .ports
             .iter()
@@ -222,11 +285,10 @@ impl SwitchCore {
             .ok_or(protocol::NO_FREE_PORT)?;
         let port = &mut self.ports[index];
         port.attached = true;
-        port.generation += 1;
         port.queue.head = 0;
         port.queue.len = 0;
         self.stats.ports.fetch_add(1, Ordering::Relaxed);
-        Ok(port.generation << 16 | index as u64)
+        Ok(index)
     }
 
     fn detach(&mut self, index: usize) {
@@ -240,18 +302,10 @@ impl SwitchCore {
         self.stats.ports.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// The index of attached port `id`.
-    fn port_index(&self, id: u64) -> Result<usize, u64> {
-        let index = (id & 0xffff) as usize;
-        match self.ports.get(index) {
-            Some(p) if p.attached && p.generation == id >> 16 => Ok(index),
-            _ => Err(protocol::NO_SUCH_PORT),
-        }
-    }
-
-    /// Learns the source and queues the frame where it goes; the reply is
-    /// just OK (a dropped frame is the sender's loss, as on a wire).
-    fn forward(&mut self, from: usize, len: usize, words: &[u64]) -> usize {
+    /// Learns the source and queues the frame where it goes; returns the
+    /// ports whose queue was empty before (bit P: port P). A dropped frame
+    /// is the sender's loss, as on a wire.
+    fn forward(&mut self, from: usize, len: usize, words: &[u64]) -> u64 {
         debug_assert!(len >= MIN_FRAME);
         Stats::count(&self.stats.received);
         let src = protocol::mac_at(words, 6);
@@ -268,18 +322,19 @@ impl SwitchCore {
                 .find(|e| e.mac == dst)
                 .map(|e| e.port)
         };
+        let mut woken = 0;
         match known {
             Some(to) if to == from => {}
-            Some(to) => self.enqueue(to, len, words),
+            Some(to) => woken |= self.enqueue(to, len, words),
             None => {
                 for to in 0..self.ports.len() {
                     if to != from && self.ports[to].attached {
-                        self.enqueue(to, len, words);
+                        woken |= self.enqueue(to, len, words);
                     }
                 }
             }
         }
-        1
+        woken
     }
 
     fn learn(&mut self, mac: [u8; 6], port: usize) {
@@ -290,12 +345,20 @@ impl SwitchCore {
         }
     }
 
-    fn enqueue(&mut self, to: usize, len: usize, words: &[u64]) {
-        if self.ports[to].queue.push(len, words) {
+    /// Queues a frame for port `to`; returns its bit if the queue was
+    /// empty before (its receiver may be waiting).
+    fn enqueue(&mut self, to: usize, len: usize, words: &[u64]) -> u64 {
+        let queue = &mut self.ports[to].queue;
+        let was_empty = queue.len == 0;
+        if queue.push(len, words) {
             Stats::count(&self.stats.queued);
+            if was_empty {
+                return 1 << to;
+            }
         } else {
             Stats::count(&self.stats.dropped_full);
         }
+        0
     }
 }
 
@@ -306,17 +369,32 @@ fn is_multicast(mac: &[u8; 6]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{parse_receive_reply, parse_status, send_request, Received};
-    use crate::protocol::{ATTACH, DETACH, MAX_MESSAGE, NO_FREE_PORT, NO_SUCH_PORT, RECEIVE};
+    use crate::protocol::{attach_request, parse_receive_reply, parse_status, send_request};
+    use crate::protocol::{Received, DETACH, MAX_MESSAGE, NO_FREE_PORT, NO_SUCH_PORT, RECEIVE};
 
-    fn call(sw: &mut SwitchCore, request: &[u64]) -> Vec<u64> {
-        let mut reply = [0u64; MAX_MESSAGE];
-        let n = sw.handle(request, &mut reply);
-        reply[..n].to_vec()
+    /// A switch with portals on CPUs 0 and 1.
+    fn switch(ports: usize, depth: usize) -> SwitchCore {
+        SwitchCore::new(ports, depth, 0b11)
     }
 
-    fn attach(sw: &mut SwitchCore) -> u64 {
-        parse_status(&call(sw, &[ATTACH])).unwrap().unwrap()
+    fn call(sw: &mut SwitchCore, caller: Caller, request: &[u64]) -> (Vec<u64>, Handled) {
+        let mut reply = [0u64; MAX_MESSAGE];
+        let done = sw.handle(caller, request, &mut reply);
+        (reply[..done.len].to_vec(), done)
+    }
+
+    fn attach(sw: &mut SwitchCore) -> usize {
+        let (reply, done) = call(sw, Caller::Service, &attach_request(7, 0b10));
+        let port = parse_status(&reply).unwrap().unwrap() as usize;
+        assert_eq!(
+            done.change,
+            Some(PortChange::Attached {
+                port,
+                offset: 7,
+                cpus: 0b10
+            })
+        );
+        port
     }
 
     fn frame(dst: u8, src: u8, len: usize) -> Vec<u8> {
@@ -326,17 +404,21 @@ mod tests {
         f
     }
 
-    fn send(sw: &mut SwitchCore, port: u64, f: &[u8]) {
-        assert_eq!(parse_status(&call(sw, &send_request(port, f))), Ok(None));
+    /// Sends `f` from `port`; returns the ports to wake.
+    fn send(sw: &mut SwitchCore, port: usize, f: &[u8]) -> u64 {
+        let (reply, done) = call(sw, Caller::Port(port), &send_request(f));
+        assert_eq!(parse_status(&reply), Ok(None));
+        assert_eq!(done.change, None);
+        done.wake
     }
 
     /// Every frame queued for `port`, oldest first (checking that each
     /// reply's `queued` counts down to 0).
-    fn drain(sw: &mut SwitchCore, port: u64) -> Vec<Vec<u8>> {
+    fn drain(sw: &mut SwitchCore, port: usize) -> Vec<Vec<u8>> {
         let mut frames = Vec::new();
         let mut left = Vec::new();
         while let Received::Frame { frame, queued } =
-            parse_receive_reply(&call(sw, &[RECEIVE, port])).unwrap()
+            parse_receive_reply(&call(sw, Caller::Port(port), &[RECEIVE]).0).unwrap()
         {
             frames.push(frame);
             left.push(queued);
@@ -348,7 +430,7 @@ mod tests {
 
     #[test]
     fn floods_unknown_then_learns() {
-        let mut sw = SwitchCore::new(4, 8);
+        let mut sw = switch(4, 8);
         let (a, b, c) = (attach(&mut sw), attach(&mut sw), attach(&mut sw));
         let f = frame(2, 1, 60);
         send(&mut sw, a, &f);
@@ -378,8 +460,25 @@ mod tests {
     }
 
     #[test]
+    fn a_port_is_woken_when_its_empty_queue_gets_a_frame() {
+        let mut sw = switch(3, 2);
+        let (a, b, c) = (attach(&mut sw), attach(&mut sw), attach(&mut sw));
+        let mut bcast = frame(0, 1, 60);
+        bcast[0..6].fill(0xff);
+        assert_eq!(send(&mut sw, a, &bcast), 1 << b | 1 << c, "flooded: both");
+        // their queues hold a frame: no second wake-up, nor for a dropped one
+        assert_eq!(send(&mut sw, a, &bcast), 0);
+        assert_eq!(send(&mut sw, a, &bcast), 0);
+        assert_eq!(sw.stats().snapshot().dropped_full, 2);
+        assert_eq!(drain(&mut sw, b).len(), 2);
+        assert_eq!(send(&mut sw, a, &bcast), 1 << b, "b is empty again, c full");
+        assert_eq!(send(&mut sw, a, &frame(1, 1, 60)), 0, "to itself: nowhere");
+        assert_eq!(send(&mut sw, c, &frame(1, 3, 60)), 1 << a, "a was learned");
+    }
+
+    #[test]
     fn a_full_queue_drops_and_counts() {
-        let mut sw = SwitchCore::new(2, 3);
+        let mut sw = switch(2, 3);
         let (a, b) = (attach(&mut sw), attach(&mut sw));
         let frames: Vec<_> = (0..5u8).map(|i| frame(2, 1, 60 + i as usize)).collect();
         for f in &frames {
@@ -400,23 +499,31 @@ mod tests {
 
     #[test]
     fn ports_run_out_and_come_back() {
-        let mut sw = SwitchCore::new(2, 1);
+        let mut sw = switch(2, 1);
         let a = attach(&mut sw);
         let b = attach(&mut sw);
-        assert_eq!(parse_status(&call(&mut sw, &[ATTACH])), Err(NO_FREE_PORT));
-        // b learns its MAC, then goes away: its MAC and its id are forgotten
+        let (reply, done) = call(&mut sw, Caller::Service, &attach_request(0, 1));
+        assert_eq!(
+            (parse_status(&reply), done.change),
+            (Err(NO_FREE_PORT), None)
+        );
+        // b learns its MAC, then goes away: its MAC is forgotten, its portal
+        // refused (until the binary has revoked it)
         send(&mut sw, b, &frame(1, 2, 60));
-        assert_eq!(parse_status(&call(&mut sw, &[DETACH, b])), Ok(None));
+        let (reply, done) = call(&mut sw, Caller::Port(b), &[DETACH]);
+        assert_eq!(parse_status(&reply), Ok(None));
+        assert_eq!(done.change, Some(PortChange::Detached { port: b }));
         assert_eq!(sw.stats().snapshot().ports, 1);
-        for stale in [
-            &[RECEIVE, b][..],
-            &send_request(b, &frame(1, 2, 60)),
-            &[DETACH, b],
-        ] {
-            assert_eq!(call(&mut sw, stale), vec![NO_SUCH_PORT], "{stale:?}");
+        for stale in [&[RECEIVE][..], &send_request(&frame(1, 2, 60)), &[DETACH]] {
+            let (reply, done) = call(&mut sw, Caller::Port(b), stale);
+            assert_eq!(
+                (reply, done.change),
+                (vec![NO_SUCH_PORT], None),
+                "{stale:?}"
+            );
         }
         let c = attach(&mut sw);
-        assert_ne!(c, b, "a new id for the reused port");
+        assert_eq!(c, b, "the port is reused");
         send(&mut sw, a, &frame(2, 1, 60));
         assert_eq!(
             drain(&mut sw, c).len(),
@@ -428,7 +535,7 @@ mod tests {
 
     #[test]
     fn the_mac_table_is_bounded() {
-        let mut sw = SwitchCore::new(3, 4);
+        let mut sw = switch(3, 4);
         let (a, b, c) = (attach(&mut sw), attach(&mut sw), attach(&mut sw));
         // a fills the table from random source addresses
         for i in 0..MAX_MACS + 10 {
@@ -455,11 +562,39 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_and_counted() {
-        let mut sw = SwitchCore::new(1, 1);
+        let mut sw = switch(2, 1);
         let a = attach(&mut sw);
-        assert_eq!(call(&mut sw, &[]), vec![protocol::BAD_REQUEST]);
-        assert_eq!(call(&mut sw, &[RECEIVE, a | 5]), vec![NO_SUCH_PORT]);
-        assert_eq!(call(&mut sw, &[RECEIVE, u64::MAX]), vec![NO_SUCH_PORT]);
-        assert_eq!(sw.stats().snapshot().refused, 3);
+        let refused = [
+            (Caller::Port(a), &[][..], protocol::BAD_REQUEST),
+            // port requests need a port's portal
+            (Caller::Service, &[RECEIVE], NO_SUCH_PORT),
+            (
+                Caller::Service,
+                &send_request(&frame(1, 2, 60)),
+                NO_SUCH_PORT,
+            ),
+            (Caller::Service, &[DETACH], NO_SUCH_PORT),
+            // a port that is not attached, or does not exist
+            (Caller::Port(a + 1), &[RECEIVE], NO_SUCH_PORT),
+            (Caller::Port(usize::MAX), &[RECEIVE], NO_SUCH_PORT),
+            // attaching goes through the service portal, for CPUs it serves
+            (
+                Caller::Port(a),
+                &attach_request(0, 1),
+                protocol::BAD_REQUEST,
+            ),
+            (
+                Caller::Service,
+                &attach_request(0, 0b100),
+                protocol::BAD_REQUEST,
+            ),
+        ];
+        for (caller, request, status) in refused {
+            let (reply, done) = call(&mut sw, caller, request);
+            assert_eq!(reply, vec![status], "{caller:?} {request:?}");
+            assert_eq!((done.change, done.wake), (None, 0));
+        }
+        let s = sw.stats().snapshot();
+        assert_eq!((s.refused, s.ports), (refused.len() as u64, 1));
     }
 }

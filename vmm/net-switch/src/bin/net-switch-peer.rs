@@ -1,4 +1,4 @@
-//! `net-switch-peer SWITCH ping|echo ME PEER COUNT`: a test program for the
+//! `net-switch-peer SWITCH ping|echo|intruder ME PEER COUNT`: a test program for the
 //! switch on Tern. Its MAC address is 02:00:00:00:00:ME, its peer's
 //! 02:00:00:00:00:PEER (ME, PEER: 1..=255).
 //!
@@ -11,14 +11,21 @@
 //! - `echo` sends every frame for its address back to its source, until it
 //!   has echoed COUNT; exit code 0 then.
 //!
-//! Both receive with the VMM backend's receive loop on a thread of their own.
+//! Both receive with the VMM backend's receive loop on a thread of their
+//! own, which waits on the port's semaphore. A third mode checks that a
+//! port is a capability:
+//!
+//! - `intruder` attaches a port of its own and then tries to use ports it
+//!   was not given: port requests (with the port numbers of the old
+//!   protocol) through the switch's service portal, and its own portal
+//!   after its detach; each must be refused (exit code 0 then).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use net_switch::client::receive_loop;
-use net_switch::{SwitchClient, TernTransport};
+use net_switch::client::{receive_loop, service_name, PortLink};
+use net_switch::{protocol, SwitchClient, SwitchError, TernPort};
 
 const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
 const WAIT: Duration = Duration::from_secs(5);
@@ -46,10 +53,71 @@ fn fail(message: &str) -> ! {
     std::process::exit(1);
 }
 
+/// The `intruder` mode (see the module documentation).
+fn intrude(switch: &str, me: u8) {
+    let who = format!("net-switch-peer {me}: intruder");
+    let service = tern::Portal::lookup(&service_name(switch, tern::current_cpu()))
+        .unwrap_or_else(|e| fail(&format!("{who}: no service portal: {e}")));
+    let frame = test_frame(me, 1, 0);
+    let mut old_send = vec![protocol::SEND, 0];
+    old_send.extend_from_slice(&protocol::send_request(&frame)[1..]);
+    let attempts: [(&str, Vec<u64>, u64); 5] = [
+        ("receive", vec![protocol::RECEIVE], protocol::NO_SUCH_PORT),
+        (
+            "send",
+            protocol::send_request(&frame),
+            protocol::NO_SUCH_PORT,
+        ),
+        ("detach", vec![protocol::DETACH], protocol::NO_SUCH_PORT),
+        (
+            "receive for port 0",
+            vec![protocol::RECEIVE, 0],
+            protocol::BAD_REQUEST,
+        ),
+        ("send as port 0", old_send, protocol::BAD_REQUEST),
+    ];
+    for (what, request, status) in attempts {
+        match service.call(&request) {
+            Ok(reply) if reply == [status] => {}
+            other => fail(&format!(
+                "{who}: {what} through the service portal answered {other:?}, not [{status}]"
+            )),
+        }
+    }
+    println!("{who}: port requests through the service portal are refused");
+    let port = TernPort::attach(switch, Duration::from_secs(20))
+        .unwrap_or_else(|e| fail(&format!("{who}: {e}")));
+    port.call(&[protocol::RECEIVE])
+        .unwrap_or_else(|e| fail(&format!("{who}: its own port: {e}")));
+    port.call(&[protocol::DETACH])
+        .unwrap_or_else(|e| fail(&format!("{who}: detach: {e}")));
+    // the switch took the port's portals and semaphore back
+    const REVOKED: tern::Error = tern::Error::Kernel(tern::Status::BadCapability);
+    let revoked = |r: Result<(), SwitchError>| {
+        matches!(
+            r,
+            Err(SwitchError::Call {
+                source: REVOKED,
+                ..
+            } | SwitchError::Wait {
+                source: REVOKED,
+                ..
+            })
+        )
+    };
+    if !revoked(port.call(&[protocol::RECEIVE]).map(|_| ())) || !revoked(port.wait()) {
+        fail(&format!(
+            "{who}: port {} still usable after its detach",
+            port.port()
+        ));
+    }
+    println!("{who}: port capabilities are gone after the detach");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [switch, mode, me, peer, count] = &args[..] else {
-        println!("usage: net-switch-peer SWITCH ping|echo ME PEER COUNT");
+        println!("usage: net-switch-peer SWITCH ping|echo|intruder ME PEER COUNT");
         std::process::exit(2);
     };
     let number = |s: &str| {
@@ -57,11 +125,16 @@ fn main() {
             .unwrap_or_else(|_| fail(&format!("{s:?} is not a number")))
     };
     let (me, peer, count) = (number(me) as u8, number(peer) as u8, number(count));
-    let transport = TernTransport::connect(switch, Duration::from_secs(20))
-        .unwrap_or_else(|e| fail(&e.to_string()));
-    let client = Arc::new(SwitchClient::attach(transport).unwrap_or_else(|e| fail(&e.to_string())));
+    if mode == "intruder" {
+        intrude(switch, me);
+        return;
+    }
+    let client = Arc::new(
+        SwitchClient::attach_tern(switch, Duration::from_secs(20))
+            .unwrap_or_else(|e| fail(&e.to_string())),
+    );
     println!(
-        "net-switch-peer {me}: port {:#x} on switch {switch}",
+        "net-switch-peer {me}: port {} on switch {switch}",
         client.port()
     );
 
@@ -142,6 +215,7 @@ fn main() {
         other => fail(&format!("unknown mode {other:?} (ping or echo)")),
     }
     running.store(false, Ordering::Release);
+    client.wake();
     if let Ok(Err(e)) = receiver.join() {
         fail(&e.to_string());
     }
