@@ -187,13 +187,7 @@ impl Portal {
 
     /// Sends `request` (message words) and returns the reply's words.
     pub fn call(&self, request: &[u64]) -> Result<Vec<u64>, Error> {
-        let u = utcb()?;
-        if request.len() > u.words.len() {
-            return Err(Error::TooLong);
-        }
-        u.words[..request.len()].copy_from_slice(request);
-        u.untyped = request.len() as u32;
-        u.typed = 0;
+        let u = request_in_utcb(request)?;
         syscall::call(self.sel).map_err(Error::Kernel)?;
         let n = (u.untyped as usize).min(u.words.len());
         Ok(u.words[..n].to_vec())
@@ -208,13 +202,7 @@ impl Portal {
         request: &[u64],
         slots: &ReceiveSlots,
     ) -> Result<(Vec<u64>, Vec<Option<Capability>>), Error> {
-        let u = utcb()?;
-        if request.len() > u.words.len() {
-            return Err(Error::TooLong);
-        }
-        u.words[..request.len()].copy_from_slice(request);
-        u.untyped = request.len() as u32;
-        u.typed = 0;
+        let u = request_in_utcb(request)?;
         u.recv_obj = Crd::new(CrdKind::Object, posix::RECV_BASE, posix::RECV_ORDER, 0);
         syscall::call(self.sel).map_err(Error::Kernel)?;
         let n = (u.untyped as usize).min(u.words.len());
@@ -230,6 +218,18 @@ impl Portal {
             .collect();
         Ok((u.words[..n].to_vec(), caps))
     }
+}
+
+/// The calling thread's UTCB holding `request` as an untyped message.
+fn request_in_utcb(request: &[u64]) -> Result<&'static mut Utcb, Error> {
+    let u = utcb()?;
+    if request.len() > u.words.len() {
+        return Err(Error::TooLong);
+    }
+    u.words[..request.len()].copy_from_slice(request);
+    u.untyped = request.len() as u32;
+    u.typed = 0;
+    Ok(u)
 }
 
 impl From<Capability> for Portal {
