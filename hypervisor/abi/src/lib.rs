@@ -363,13 +363,17 @@ pub struct HipMem {
 pub struct HipModule {
     pub base: u64,
     pub size: u64,
-    /// NUL-padded command line: module name first.
-    pub cmdline: [u8; 96],
+    /// NUL-padded command line: module name first (cut to
+    /// [`HIP_MODULE_CMDLINE`] - 1 bytes).
+    pub cmdline: [u8; HIP_MODULE_CMDLINE],
 }
 
 pub const HIP_MAGIC: u64 = u64::from_le_bytes(*b"TERNHIP1");
 pub const HIP_MEM_MAX: usize = 64;
-pub const HIP_MODULES_MAX: usize = 24;
+/// Boot modules the kernel passes on (more are ignored, and the kernel says so).
+pub const HIP_MODULES_MAX: usize = 40;
+/// Bytes of a module's command line in the HIP, the terminating NUL included.
+pub const HIP_MODULE_CMDLINE: usize = 56;
 
 /// The Hypervisor Information Page, mapped read-only into the roottask at `sel::HIP_ADDR`.
 #[repr(C)]

@@ -9,6 +9,7 @@ use crate::object::*;
 use alloc::boxed::Box;
 use hyper_abi::{
     mem_rights, obj_rights, sel, Hip, HipMem, HipModule, HIP_MAGIC, HIP_MEM_MAX, HIP_MODULES_MAX,
+    HIP_MODULE_CMDLINE,
 };
 
 const ROOT_STACK_TOP: u64 = 0x0000_7fff_fff0_0000;
@@ -96,7 +97,7 @@ pub fn create(
         modules: [HipModule {
             base: 0,
             size: 0,
-            cmdline: [0; 96],
+            cmdline: [0; HIP_MODULE_CMDLINE],
         }; HIP_MODULES_MAX],
     });
     for &(base, order) in &mem.blocks {
@@ -141,7 +142,7 @@ pub fn create(
         }
         let n = hip.module_count as usize;
         if n < HIP_MODULES_MAX {
-            let mut cmdline = [0u8; 96];
+            let mut cmdline = [0u8; HIP_MODULE_CMDLINE];
             let text = m.cmdline().as_bytes();
             // the name first: basename of the first word
             let name = m.name().as_bytes();
@@ -151,7 +152,7 @@ pub fn create(
                 .flat_map(|w| core::iter::once(b' ').chain(w.iter().copied()));
             for (dst, src) in cmdline
                 .iter_mut()
-                .take(95)
+                .take(HIP_MODULE_CMDLINE - 1)
                 .zip(name.iter().copied().chain(rest))
             {
                 *dst = src;

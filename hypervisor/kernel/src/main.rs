@@ -50,6 +50,13 @@ extern "C" fn kernel_main(magic: u32, info: u32) -> ! {
         bi.modules().len(),
         bi.cmdline()
     );
+    if bi.modules_ignored > 0 {
+        kprintln!(
+            "boot: WARNING: {} more modules ignored: Tern passes on at most {} (hyper_abi::HIP_MODULES_MAX)",
+            bi.modules_ignored,
+            multiboot::MAX_MODULES
+        );
+    }
     let root_mem = memory::init(&bi);
     let boot_root = core::ptr::addr_of!(boot_pml4) as u64;
     paging::init_kernel(boot_root, root_mem.ram_end);

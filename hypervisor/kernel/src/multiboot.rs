@@ -7,7 +7,8 @@ use crate::arch::phys;
 pub const MB1_MAGIC: u32 = 0x2BAD_B002;
 pub const MB2_MAGIC: u32 = 0x36D7_6289;
 pub const MAX_REGIONS: usize = 64;
-pub const MAX_MODULES: usize = 32;
+/// The modules the roottask can see (the HIP's table); the rest are ignored.
+pub const MAX_MODULES: usize = hyper_abi::HIP_MODULES_MAX;
 
 #[derive(Clone, Copy, Default, Debug)]
 pub struct Region {
@@ -40,6 +41,8 @@ pub struct BootInfo {
     pub ram_count: usize,
     pub modules: [Module; MAX_MODULES],
     pub module_count: usize,
+    /// Modules the loader gave beyond [`MAX_MODULES`] (ignored).
+    pub modules_ignored: usize,
     pub cmdline: (u64, usize),
     pub rsdp: Option<u64>,
     /// The boot information structure itself (to keep it out of the allocator).
@@ -66,6 +69,8 @@ impl BootInfo {
         if self.module_count < MAX_MODULES {
             self.modules[self.module_count] = m;
             self.module_count += 1;
+        } else {
+            self.modules_ignored += 1;
         }
     }
 }
@@ -83,6 +88,7 @@ pub fn parse(magic: u32, info: u64) -> Result<BootInfo, &'static str> {
         ram_count: 0,
         modules: [Module::default(); MAX_MODULES],
         module_count: 0,
+        modules_ignored: 0,
         cmdline: (0, 0),
         rsdp: None,
         info_range: Region {
@@ -111,7 +117,11 @@ fn parse_v1(bi: &mut BootInfo, info: u64) {
     if flags & (1 << 3) != 0 {
         let count: u32 = phys::read(info + 20);
         let addr = phys::read::<u32>(info + 24) as u64;
-        for i in 0..count.min(MAX_MODULES as u32) as u64 {
+        for i in 0..count as u64 {
+            if bi.module_count == MAX_MODULES {
+                bi.modules_ignored = (count as u64 - i) as usize;
+                break;
+            }
             let m = addr + i * 16;
             let cmd = phys::read::<u32>(m + 8) as u64;
             bi.add_module(Module {
