@@ -25,6 +25,12 @@ pub const SERVER_BASE: u64 = 0x7e00_0000_0000;
 pub const UTCB_BASE: u64 = 0x7f00_0000_0000;
 /// Handler stacks.
 pub const HANDLER_STACK: usize = 64 * 1024;
+/// The semaphore the start thread sleeps on once the program runs.
+pub const IDLE_SEL: u64 = native::FREE_SEL;
+/// The semaphore waiters for the process lock sleep on.
+pub const PROCESS_LOCK_SEL: u64 = native::FREE_SEL + 1;
+/// The semaphore waiters for the heap sleep on.
+pub const HEAP_LOCK_SEL: u64 = native::FREE_SEL + 2;
 /// Capability selectors of thread slot `n` start at `SLOT_SEL + n * SLOT_SELS`.
 pub const SLOT_SEL: u64 = native::FREE_SEL_HIGH;
 pub const SLOT_SELS: u64 = 128;

@@ -44,6 +44,7 @@ use roottask::Caller;
 #[no_mangle]
 extern "C" fn _start() -> ! {
     heap::init();
+    heap::sleep_on(layout::HEAP_LOCK_SEL);
     let info = StartInfo::get();
     let c = Caller {
         utcb: native::UTCB,
@@ -54,7 +55,7 @@ extern "C" fn _start() -> ! {
         roottask::crash(c, &format!("cannot start the program: {why}"));
     }
     // the program runs; this thread has nothing more to do
-    let idle = native::FREE_SEL;
+    let idle = layout::IDLE_SEL;
     let _ = hyper_abi::syscall::create_sm(idle, 0, None);
     loop {
         let _ = hyper_abi::syscall::sm_ctrl(idle, SmOp::Down, 0);
@@ -334,7 +335,7 @@ fn start(c: Caller) -> Result<(), String> {
     let regs = thread::initial_regs(base + elf.entry(), sp);
     let cpu = comp.cpu;
     // install first: the thread's first system call needs the process
-    process::install(p, native::FREE_SEL + 1);
+    process::install(p, layout::PROCESS_LOCK_SEL);
     process::with(c, |p| {
         let place = process::Placement {
             cpu,
