@@ -71,7 +71,9 @@ static SLOT_CPU: [AtomicU32; layout::MAX_THREADS] =
 static HANDLER_BUSY: [AtomicBool; layout::MAX_THREADS] =
     [const { AtomicBool::new(false) }; layout::MAX_THREADS];
 
-/// Handler stacks, one per slot, kept for reuse.
+/// Handler stacks, one per slot, kept for reuse. Only `spawn` touches them, under
+/// the process lock, so this spin lock is never contended (a contended spin lock
+/// can spin for ever here: see `heap`).
 static STACKS: spin::Mutex<Vec<Option<Box<[u8]>>>> = spin::Mutex::new(Vec::new());
 
 fn handler_stack_top(slot: usize) -> u64 {
