@@ -32,14 +32,19 @@ pub enum Serial<'a> {
     Socket(u16),
 }
 
+/// The most host memory (MiB) Bochs 2.7 allocates for the guest's RAM; a larger guest
+/// memory is backed by that much and swapped (`memory: guest=..., host=...`).
+const MAX_HOST_MEGS: u32 = 2048;
+
 /// The Bochs configuration; paths are relative to the work folder Bochs runs in.
 pub fn bochsrc(cpus: u32, memory: u32, iso: &str, serial: Serial) -> String {
+    let host = memory.min(MAX_HOST_MEGS);
     let com1 = match serial {
         Serial::File(name) => format!("mode=file, dev={name}"),
         Serial::Socket(port) => format!("mode=socket-server, dev=127.0.0.1:{port}"),
     };
     format!(
-        "megs: {memory}\n\
+        "memory: guest={memory}, host={host}\n\
          romimage: file=/usr/share/bochs/BIOS-bochs-latest\n\
          vgaromimage: file=/usr/share/bochs/VGABIOS-lgpl-latest\n\
          cpu: model=corei7_skylake_x, count={cpus}, ips={IPS}, reset_on_triple_fault=0, ignore_bad_msrs=1\n\
@@ -195,12 +200,21 @@ mod tests {
     fn config_sets_cpus_memory_iso_and_serial_file() {
         let rc = bochsrc(4, 512, "tern.iso", Serial::File("bochs-4cpu.serial.log"));
         let lines: Vec<&str> = rc.lines().collect();
-        assert!(lines.contains(&"megs: 512"));
+        assert!(lines.contains(&"memory: guest=512, host=512"));
         assert!(lines.contains(&"cpu: model=corei7_skylake_x, count=4, ips=100000000, reset_on_triple_fault=0, ignore_bad_msrs=1"));
         assert!(lines.contains(&"ata0-master: type=cdrom, path=tern.iso, status=inserted"));
         assert!(lines.contains(&"com1: enabled=1, mode=file, dev=bochs-4cpu.serial.log"));
         assert!(lines.contains(&"sound: driver=dummy"));
         assert!(lines.contains(&"panic: action=fatal"));
+    }
+
+    #[test]
+    fn memory_beyond_what_bochs_allocates_is_swapped() {
+        let rc = bochsrc(2, 4608, "tern.iso", Serial::File("s.log"));
+        assert!(
+            rc.lines().any(|l| l == "memory: guest=4608, host=2048"),
+            "{rc}"
+        );
     }
 
     #[test]
