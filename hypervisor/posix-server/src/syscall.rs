@@ -735,6 +735,9 @@ fn clock_nanosleep(c: Caller, slot: usize, a: [u64; 6]) -> R {
     sleep(slot, wait)
 }
 
+/// How long a futex wait that a wake released waits for that wake's up.
+const ABSORB_UP_US: u64 = 100_000;
+
 fn futex(c: Caller, slot: usize, a: [u64; 6]) -> R {
     let (addr, op, val) = (a[0], a[1] as u32, a[2] as u32);
     let cmd = op & futex::FUTEX_CMD_MASK;
@@ -770,35 +773,24 @@ fn futex(c: Caller, slot: usize, a: [u64; 6]) -> R {
                 }
                 p.futex.wait(addr, slot, bitset)
             })?;
-            let timeout_us = match deadline {
-                None => 0,
-                Some(d) => {
-                    let left = d.saturating_sub(time::monotonic_ns());
-                    if left == 0 {
-                        let cancelled = process::with(c, |p| p.futex.cancel(slot));
-                        return if cancelled {
-                            Err(Errno::ETIMEDOUT)
-                        } else {
-                            Ok(0)
-                        };
-                    }
-                    left.div_ceil(1000)
-                }
+            let sm = Sels::of(slot).futex_sm();
+            let how = match deadline.map(|d| d.saturating_sub(time::monotonic_ns())) {
+                Some(0) => futex::Unblocked::TimedOut,
+                left => match hc::sm_ctrl(sm, SmOp::Down, left.map_or(0, |ns| ns.div_ceil(1000))) {
+                    Ok(_) => futex::Unblocked::Up,
+                    Err(Status::Timeout) => futex::Unblocked::TimedOut,
+                    Err(_) => futex::Unblocked::Interrupted,
+                },
             };
-            match hc::sm_ctrl(Sels::of(slot).futex_sm(), SmOp::Down, timeout_us) {
-                Ok(_) => Ok(0),
-                Err(Status::Timeout) => {
-                    // woken concurrently? then the wake's up stays pending, which
-                    // makes a later wait return early: allowed (spurious wakeup)
-                    let cancelled = process::with(c, |p| p.futex.cancel(slot));
-                    if cancelled {
-                        Err(Errno::ETIMEDOUT)
-                    } else {
-                        Ok(0)
-                    }
-                }
-                Err(_) => Err(Errno::EINTR),
+            let end = process::with(c, |p| p.futex.end_wait(slot, how));
+            if end.absorb_up {
+                // The wake that released us ups the semaphore once it has
+                // left the process lock: take that up now. Bounded, in case
+                // the waker died in between; an up left behind costs one
+                // spurious wakeup, since end_wait always leaves the queue.
+                let _ = hc::sm_ctrl(sm, SmOp::Down, ABSORB_UP_US);
             }
+            end.result.map(|()| 0)
         }
         futex::FUTEX_WAKE | futex::FUTEX_WAKE_BITSET => {
             let bitset = if cmd == futex::FUTEX_WAKE {

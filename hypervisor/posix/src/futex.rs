@@ -7,6 +7,13 @@
 //! answers `EAGAIN` itself) — nor blocking, waking or timeouts of threads: the
 //! caller blocks the threads this table lists and unblocks those it returns.
 //!
+//! The caller blocks a waiter on a per-thread counting semaphore and ups it
+//! for each thread a wake returns. [`FutexTable::end_wait`] keeps that
+//! semaphore at zero outside a wait: a wake that races a timeout leaves an up
+//! behind, which the caller must absorb, or the thread's next wait would
+//! return at once while it still sits in a queue (and every wait after that
+//! would be `EINVAL`).
+//!
 //! All futexes are process-private: the key is the virtual address.
 
 use alloc::collections::{BTreeMap, VecDeque};
@@ -36,6 +43,28 @@ pub const FUTEX_CMD_MASK: u32 = !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
 pub struct FutexTable<T> {
     queues: BTreeMap<u64, VecDeque<Waiter<T>>>,
     waiting_on: BTreeMap<T, u64>,
+}
+
+/// How a thread's block on its wait semaphore ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unblocked {
+    /// The semaphore was upped.
+    Up,
+    /// The timeout passed first (or had passed before the thread blocked).
+    TimedOut,
+    /// The kernel ended the block otherwise.
+    Interrupted,
+}
+
+/// What a wait returns and whether the caller must take the pending up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitEnd {
+    /// The system call's result: woken (`Ok`), `ETIMEDOUT` or `EINTR`.
+    pub result: Result<(), Errno>,
+    /// A wake released the thread but the block ended another way: the
+    /// wake's up is (or soon will be) on the semaphore; down it once, with
+    /// no timeout, before the thread waits again.
+    pub absorb_up: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,6 +176,34 @@ impl<T: Copy + Ord> FutexTable<T> {
         true
     }
 
+    /// Ends `thread`'s wait after its block ended `how`: takes it out of
+    /// its queue if no wake did, and says what the wait returns. A wake
+    /// always wins, so a woken thread never reports a timeout it did not
+    /// need.
+    pub fn end_wait(&mut self, thread: T, how: Unblocked) -> WaitEnd {
+        let still_queued = self.cancel(thread);
+        match (how, still_queued) {
+            // Every up comes from a wake that dequeued the thread; one that
+            // did not (still queued) is spurious, which a futex may be.
+            (Unblocked::Up, _) => WaitEnd {
+                result: Ok(()),
+                absorb_up: false,
+            },
+            (Unblocked::TimedOut, true) => WaitEnd {
+                result: Err(Errno::ETIMEDOUT),
+                absorb_up: false,
+            },
+            (Unblocked::Interrupted, true) => WaitEnd {
+                result: Err(Errno::EINTR),
+                absorb_up: false,
+            },
+            (Unblocked::TimedOut | Unblocked::Interrupted, false) => WaitEnd {
+                result: Ok(()),
+                absorb_up: true,
+            },
+        }
+    }
+
     /// The address `thread` waits on, if any.
     pub fn waiting_on(&self, thread: T) -> Option<u64> {
         self.waiting_on.get(&thread).copied()
@@ -221,6 +278,76 @@ mod tests {
         // The old waiter of 0x3000 stays first, the moved ones follow in order.
         assert_eq!(f.wake(0x3000, 10, BITSET_MATCH_ANY), vec![9, 2, 3, 4]);
         assert_eq!(f.wake(0x2000, 10, BITSET_MATCH_ANY), vec![5]);
+    }
+
+    /// The caller's side: one counting semaphore per thread, upped for
+    /// each thread a wake returns.
+    struct Sems(BTreeMap<u32, u32>);
+
+    impl Sems {
+        fn up(&mut self, woken: Vec<u32>) {
+            for t in woken {
+                *self.0.entry(t).or_default() += 1;
+            }
+        }
+        /// A down that finds the count zero would block.
+        fn try_down(&mut self, t: u32) -> bool {
+            let c = self.0.entry(t).or_default();
+            let ok = *c > 0;
+            *c = c.saturating_sub(1);
+            ok
+        }
+    }
+
+    #[test]
+    fn a_wake_racing_a_timeout_wins_and_its_up_is_absorbed() {
+        let mut f = FutexTable::new();
+        let mut sems = Sems(BTreeMap::new());
+        f.wait(0x1000, 1u32, BITSET_MATCH_ANY).unwrap();
+        // Thread 1's block times out; before it takes the table's lock
+        // again, another CPU wakes it (dequeue now, up right after).
+        let woken = f.wake(0x1000, 1, BITSET_MATCH_ANY);
+        let end = f.end_wait(1, Unblocked::TimedOut);
+        assert_eq!(
+            end,
+            WaitEnd {
+                result: Ok(()),
+                absorb_up: true
+            }
+        );
+        sems.up(woken);
+        assert!(sems.try_down(1), "the absorbed up is there to take");
+        // The next wait blocks, and a wake still reaches the thread.
+        f.wait(0x1000, 1, BITSET_MATCH_ANY).unwrap();
+        assert!(!sems.try_down(1), "no stale up: the next wait blocks");
+        sems.up(f.wake(0x1000, 1, BITSET_MATCH_ANY));
+        assert!(sems.try_down(1));
+        assert_eq!(f.end_wait(1, Unblocked::Up).result, Ok(()));
+        // ...and may wait again: it is in no queue.
+        f.wait(0x1000, 1, BITSET_MATCH_ANY).unwrap();
+    }
+
+    #[test]
+    fn ends_of_a_wait_that_no_wake_released() {
+        let mut f = FutexTable::new();
+        for (how, result) in [
+            (Unblocked::TimedOut, Err(Errno::ETIMEDOUT)),
+            (Unblocked::Interrupted, Err(Errno::EINTR)),
+            (Unblocked::Up, Ok(())),
+        ] {
+            f.wait(0x1000, 1u32, BITSET_MATCH_ANY).unwrap();
+            let end = f.end_wait(1, how);
+            assert_eq!(
+                end,
+                WaitEnd {
+                    result,
+                    absorb_up: false
+                },
+                "{how:?}"
+            );
+            assert_eq!(f.waiting_on(1), None, "{how:?} leaves it in no queue");
+            assert_eq!(f.waiters(0x1000), 0);
+        }
     }
 
     #[test]
