@@ -385,6 +385,12 @@ impl VcpuState {
         }
     }
 
+    /// The registers that explain a crash, on one line, for the VMM's
+    /// report of a triple fault or a failed entry.
+    pub fn crash_summary(&self) -> CrashSummary<'_> {
+        CrashSummary(self)
+    }
+
     /// Queues `event` for injection on resume (charges `inj_info` and, when
     /// the event pushes one, `inj_error`).
     pub fn inject(&mut self, event: EventInfo, error_code: u32) {
@@ -442,5 +448,33 @@ impl VcpuState {
         };
         reg.charge(value);
         true
+    }
+}
+
+/// [`VcpuState::crash_summary`]: RIP, RSP, RFLAGS, CS, the control
+/// registers, EFER, the IDT and the event the exit interrupted.
+pub struct CrashSummary<'a>(&'a VcpuState);
+
+impl fmt::Display for CrashSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        let cs = s.cs.value();
+        let idt = s.idtr.value();
+        write!(
+            f,
+            "RIP={:#x} RSP={:#x} RFLAGS={:#x} CS={:#x} CR0={:#x} CR2={:#x} CR3={:#x} CR4={:#x} EFER={:#x} IDT={:#x}+{:#x} interrupted event={:#x}",
+            s.ip.value(),
+            s.rsp.value(),
+            s.flags.value(),
+            cs.selector,
+            s.cr0.value(),
+            s.cr2.value(),
+            s.cr3.value(),
+            s.cr4.value(),
+            s.efer.value(),
+            idt.base,
+            idt.limit,
+            s.inj_info.value().0,
+        )
     }
 }

@@ -23,8 +23,9 @@ pub enum End {
     RestartFailed(String),
     /// isa-debug-exit at port 0xf4 was written with this value.
     DebugExit(u32),
-    /// A vCPU triple-faulted.
-    TripleFault { vcpu: u32, rip: u64 },
+    /// A vCPU triple-faulted; `state` is its registers
+    /// ([`vcpu_api::VcpuState::crash_summary`]).
+    TripleFault { vcpu: u32, state: String },
     /// The host refused to enter the guest with its state; `requested`: the
     /// guest asked for it (the test device's `INVALID_STATE`).
     InvalidState {
@@ -91,9 +92,9 @@ impl fmt::Display for End {
                 "the guest reset the machine and it could not start again: {error}; VM stopped"
             ),
             End::DebugExit(v) => write!(f, "the guest wrote {v:#x} to isa-debug-exit (port 0xf4)"),
-            End::TripleFault { vcpu, rip } => write!(
+            End::TripleFault { vcpu, state } => write!(
                 f,
-                "vCPU {vcpu} triple-faulted (shutdown) near RIP={rip:#x}; VM stopped"
+                "vCPU {vcpu} triple-faulted (shutdown); VM stopped. Its state: {state}"
             ),
             End::InvalidState {
                 vcpu,
@@ -157,7 +158,11 @@ mod tests {
         assert_eq!(End::DebugExit(0).exit_status(), 1);
         assert_eq!(End::Reset.exit_status(), 1);
         assert_eq!(End::AllHalted.exit_status(), 1);
-        let msg = End::TripleFault { vcpu: 1, rip: 0x10 }.to_string();
-        assert!(msg.contains("vCPU 1") && msg.contains("0x10"), "{msg}");
+        let msg = End::TripleFault {
+            vcpu: 1,
+            state: "RIP=0x10".into(),
+        }
+        .to_string();
+        assert!(msg.contains("vCPU 1") && msg.contains("RIP=0x10"), "{msg}");
     }
 }

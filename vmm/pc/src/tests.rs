@@ -498,14 +498,18 @@ fn triple_faults_floods_and_unknown_exits_end_the_vm_with_a_reason() {
     let f = fixture(1, MULTIBOOT, None);
     let mut c = ctx(&f, 0);
     let mut s = stopped_at(ExitReason::Shutdown, 0);
+    s.cr3.load(0x9000);
+    s.inj_info.load(EventInfo::exception(14, true));
     assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Stop);
-    assert_eq!(
-        f.machine.life.end(),
-        Some(End::TripleFault {
-            vcpu: 0,
-            rip: 0x1000
-        })
-    );
+    match f.machine.life.end() {
+        Some(End::TripleFault { vcpu: 0, state }) => assert!(
+            state.contains("RIP=0x1000")
+                && state.contains("CR3=0x9000")
+                && state.contains("interrupted event=0x80000b0e"),
+            "the report shows the registers at the fault: {state}"
+        ),
+        other => panic!("expected a triple fault of vCPU 0, got {other:?}"),
+    }
 
     let f = fixture(1, MULTIBOOT, Some(3));
     let mut c = ctx(&f, 0);
