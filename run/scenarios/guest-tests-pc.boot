@@ -221,10 +221,19 @@ vfs = [
     "/vm/disk.img = rom disk.img",
 ]
 
-# irq-storm is left out for now: its periodic LAPIC timer at the minimum period keeps the
-# VMM's timer thread (above the vCPU threads) busy and starves its own vCPU on Tern; the fix
-# tried (TimerQueue resting after each callback, d65a673) stalled linux-shell and was reverted.
-# It still runs hosted, in guest-tests-kvm.
+[[component]]
+name = "irq-storm"
+kind = "linux"
+binary = "tern-vmm"
+memory = "128M"
+cpus = [0, 1]
+after = "mmio-nowhere"
+args = ["/vm/vm.toml"]
+vfs = [
+    "/vm/vm.toml = rom hostile.toml",
+    "/vm/guest = rom irq-storm",
+    "/vm/disk.img = rom disk.img",
+]
 
 [[component]]
 name = "triple-fault"
@@ -232,7 +241,7 @@ kind = "linux"
 binary = "tern-vmm"
 memory = "64M"
 cpus = [0, 1]
-after = "mmio-nowhere"
+after = "irq-storm"
 args = ["/vm/vm.toml"]
 vfs = [
     "/vm/vm.toml = rom guest.toml",
