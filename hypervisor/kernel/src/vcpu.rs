@@ -126,6 +126,11 @@ pub struct VirtState {
     /// only shrink by removal), so the mapping-database lookup is skipped on the
     /// round trips of a VMM that keeps running the same vCPU.
     checked: Vec<Option<(PdId, u64, EcId)>>,
+    /// Per CPU: the vCPU that entered the guest there last. The guest TLB is
+    /// tagged by VM (ASID, VPID), not by vCPU: a vCPU entering after another
+    /// vCPU of its VM on the same CPU would use that one's translations (made
+    /// with the other's CR3), so it flushes first.
+    last_entered: Vec<Option<EcId>>,
 }
 
 impl VirtState {
@@ -153,6 +158,15 @@ impl VirtState {
             tag: next as u32,
             running_on: 0,
         })
+    }
+
+    /// Records that `vcpu` enters on `cpu`; true if another vCPU entered
+    /// there last (then the entry must flush the guest TLB).
+    fn switch_to(&mut self, cpu: usize, vcpu: EcId) -> bool {
+        if self.last_entered.len() <= cpu {
+            self.last_entered.resize(cpu + 1, None);
+        }
+        self.last_entered[cpu].replace(vcpu) != Some(vcpu)
     }
 
     /// Object capabilities were removed: forget the checks made so far.
@@ -515,7 +529,10 @@ fn prepare(k: &mut Kernel, pd: PdId, sel: u64, charged: u64) -> KResult<Option<E
         publish(v, synthetic(exit_kind::RECALL, 0), v.unpublished);
         return Ok(None);
     }
-    let flush = v.tlb_seen != gen;
+    let switched = k.virt.switch_to(here, id);
+    let e = k.ecs.get_mut(id).expect("checked");
+    let v = e.vcpu.as_mut().expect("checked");
+    let flush = v.tlb_seen != gen || switched;
     v.tlb_seen = gen;
     v.running = true;
     let vm = e.pd;
