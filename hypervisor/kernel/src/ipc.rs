@@ -460,8 +460,14 @@ pub fn abort_ec(k: &mut Kernel, ec: EcId) {
     } else {
         e.caller = None;
         e.callee = None;
-        if let Some(c) = caller {
-            wake(k, c, Status::Aborted, 0);
+        match caller {
+            // a dead caller waited for this handler to finish (and, destroyed
+            // meanwhile, to be freed): the handler is gone, so it is done now;
+            // without this the caller stayed a zombie for ever, its UTCB
+            // address taken
+            Some(c) if k.ecs.get(c).is_some_and(|c| c.state == EcState::Dead) => k.finish_dead(c),
+            Some(c) => wake(k, c, Status::Aborted, 0),
+            None => {}
         }
     }
     for (w, _, _) in waiters {

@@ -236,8 +236,9 @@ extern "C" fn on_event(badge: u64) -> ! {
         }
     }
     // from here on only the reply, a few instructions: a reaper may free the
-    // slot now (one that came in exactly this window would still destroy the
-    // handler before its reply and lose the slot; not seen)
+    // slot now. One that comes in exactly this window destroys the handler
+    // before its reply; the kernel then frees the thread with it (the thread
+    // only ends here, so nothing is lost), and the slot can be used again
     HANDLER_BUSY[slot].store(false, Ordering::Release);
     hc::reply()
 }

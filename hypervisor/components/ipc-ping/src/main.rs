@@ -1,17 +1,94 @@
 //! Test component: the client of "echo". Makes `--calls N` IPC calls and checks
 //! each answer, delegates a semaphore inside a message, touches lazily mapped
-//! memory (resolved by the roottask's pager), then asks the server to revoke its
-//! portal and checks that calls fail afterwards.
+//! memory (resolved by the roottask's pager), destroys a thread and then the
+//! handler serving its call (the thread's UTCB address must be free again), then
+//! asks the server to revoke its portal and checks that calls fail afterwards.
 #![no_std]
 #![no_main]
 
-use hyper_abi::{obj_rights, syscall, Crd, SmOp, Status};
+use hyper_abi::syscall::EcParams;
+use hyper_abi::{obj_rights, sel, syscall, Crd, EcKind, SmOp, Status};
 use native::{println, FREE_SEL};
 
 native::entry!(main);
 
 const ECHO: u64 = native::RECV_BASE;
 const SM: u64 = FREE_SEL;
+
+/// Objects of the served-thread check (`destroy_served_thread`).
+const DOOMED: u64 = FREE_SEL + 8;
+const DOOMED_SC: u64 = FREE_SEL + 9;
+const HOLDER: u64 = FREE_SEL + 10;
+const HOLDER_PT: u64 = FREE_SEL + 11;
+const SERVING: u64 = FREE_SEL + 12;
+const HOLD: u64 = FREE_SEL + 13;
+const REUSED: u64 = FREE_SEL + 14;
+const DOOMED_UTCB: u64 = 0x0000_7fff_fffa_0000;
+const HOLDER_UTCB: u64 = 0x0000_7fff_fff9_0000;
+static mut DOOMED_STACK: [u8; 8192] = [0; 8192];
+static mut HOLDER_STACK: [u8; 8192] = [0; 8192];
+
+fn stack_top(stack: *const [u8; 8192]) -> u64 {
+    // as if called: 16-byte aligned minus the return address
+    (stack as u64 + 8192 - 8) & !0xf | 8
+}
+
+/// The doomed thread: calls the holder's portal, never to return.
+extern "C" fn doomed() -> ! {
+    let _ = syscall::call(HOLDER_PT);
+    loop {
+        let _ = syscall::sm_ctrl(HOLD, SmOp::Down, 0);
+    }
+}
+
+/// The holder: says it serves the call, then blocks until it is destroyed.
+extern "C" fn hold(_badge: u64) -> ! {
+    let _ = syscall::sm_ctrl(SERVING, SmOp::Up, 0);
+    loop {
+        let _ = syscall::sm_ctrl(HOLD, SmOp::Down, 0);
+    }
+}
+
+/// A thread destroyed while a handler serves its call stays (a zombie: the
+/// handler runs on its time) until the handler is done. Here the handler is
+/// destroyed instead of replying: that must free the thread too, so its UTCB
+/// address can hold a new thread (the posix-server reuses thread slots so).
+fn destroy_served_thread(cpu: u16) -> Result<(), &'static str> {
+    let ec = |kind, utcb, sp, ip| EcParams {
+        pd: sel::PD_SELF,
+        cpu,
+        kind,
+        flags: 0,
+        evt_base: native::EVT_BASE as u32,
+        utcb,
+        sp,
+        ip,
+    };
+    syscall::create_sm(SERVING, 0, None).map_err(|_| "create semaphore")?;
+    syscall::create_sm(HOLD, 0, None).map_err(|_| "create semaphore")?;
+    let holder_sp = stack_top(core::ptr::addr_of!(HOLDER_STACK));
+    syscall::create_ec(HOLDER, &ec(EcKind::Local, HOLDER_UTCB, holder_sp, 0))
+        .map_err(|_| "create the handler EC")?;
+    syscall::create_pt(HOLDER_PT, HOLDER, hold as *const () as usize as u64, 0)
+        .map_err(|_| "create the portal")?;
+    let doomed_sp = stack_top(core::ptr::addr_of!(DOOMED_STACK));
+    let doomed_ip = doomed as *const () as usize as u64;
+    let doomed_ec = ec(EcKind::Global, DOOMED_UTCB, doomed_sp, doomed_ip);
+    syscall::create_ec(DOOMED, &doomed_ec).map_err(|_| "create the thread")?;
+    syscall::create_sc(DOOMED_SC, DOOMED, 1, 10_000).map_err(|_| "create its SC")?;
+    syscall::sm_ctrl(SERVING, SmOp::Down, 1_000_000)
+        .map_err(|_| "the handler did not start serving the thread's call")?;
+    for s in [DOOMED, DOOMED_SC, HOLDER] {
+        syscall::revoke(Crd::obj(s, obj_rights::ALL), true).map_err(|_| "revoke")?;
+    }
+    // a new thread at the same UTCB address (a local EC: it needs no SC)
+    syscall::create_ec(REUSED, &ec(EcKind::Local, DOOMED_UTCB, doomed_sp, 0))
+        .map_err(|_| "the destroyed thread's UTCB address is still taken")?;
+    for s in [REUSED, HOLDER_PT, SERVING, HOLD] {
+        syscall::revoke(Crd::obj(s, obj_rights::ALL), true).map_err(|_| "revoke")?;
+    }
+    Ok(())
+}
 
 fn echo(x: u64) -> Result<u64, Status> {
     let u = native::utcb();
@@ -97,6 +174,16 @@ fn main() -> i32 {
         "ping: page fault at {:#x} resolved by the user-level pager",
         p as u64
     );
+
+    match destroy_served_thread(info.cpu as u16) {
+        Ok(()) => println!(
+            "ping: a thread destroyed in a call, then its handler: the thread's UTCB address is free again"
+        ),
+        Err(what) => {
+            println!("ping: FAIL: thread destroyed in a call: {what}");
+            return 1;
+        }
+    }
 
     // ask the server to revoke its portal, then expect calls to fail
     let u = native::utcb();
