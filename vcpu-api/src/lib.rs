@@ -46,7 +46,7 @@ pub use exit::{
     MsrAccess, PageFault, RawExit, WriteTarget,
 };
 pub use state::{
-    activity, interruptibility, Controls, EventInfo, EventKind, Field, FieldSet, Segment,
-    TableRegister, VcpuState, XsaveArea, XSAVE_AREA_SIZE,
+    activity, interruptibility, Controls, CrashSummary, EventInfo, EventKind, Field, FieldSet,
+    Segment, TableRegister, VcpuState, XsaveArea, XSAVE_AREA_SIZE,
 };
 pub use vcpu::{Backend, BackendError, Recall, Requester, Vcpu, VcpuError};

@@ -387,8 +387,22 @@ impl VcpuState {
 
     /// The registers that explain a crash, on one line, for the VMM's
     /// report of a triple fault or a failed entry.
-    pub fn crash_summary(&self) -> CrashSummary<'_> {
-        CrashSummary(self)
+    pub fn crash_summary(&self) -> CrashSummary {
+        let idt = self.idtr.value();
+        CrashSummary {
+            rip: self.ip.value(),
+            rsp: self.rsp.value(),
+            rflags: self.flags.value(),
+            cs: self.cs.value().selector,
+            cr0: self.cr0.value(),
+            cr2: self.cr2.value(),
+            cr3: self.cr3.value(),
+            cr4: self.cr4.value(),
+            efer: self.efer.value(),
+            idt_base: idt.base,
+            idt_limit: idt.limit,
+            interrupted_event: self.inj_info.value().0,
+        }
     }
 
     /// Queues `event` for injection on resume (charges `inj_info` and, when
@@ -452,29 +466,41 @@ impl VcpuState {
 }
 
 /// [`VcpuState::crash_summary`]: RIP, RSP, RFLAGS, CS, the control
-/// registers, EFER, the IDT and the event the exit interrupted.
-pub struct CrashSummary<'a>(&'a VcpuState);
+/// registers, EFER, the IDT and the event the exit interrupted (a copy, so a
+/// VM's end report can keep it after the state is gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrashSummary {
+    pub rip: u64,
+    pub rsp: u64,
+    pub rflags: u64,
+    pub cs: u16,
+    pub cr0: u64,
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub idt_base: u64,
+    pub idt_limit: u32,
+    pub interrupted_event: u32,
+}
 
-impl fmt::Display for CrashSummary<'_> {
+impl fmt::Display for CrashSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0;
-        let cs = s.cs.value();
-        let idt = s.idtr.value();
         write!(
             f,
             "RIP={:#x} RSP={:#x} RFLAGS={:#x} CS={:#x} CR0={:#x} CR2={:#x} CR3={:#x} CR4={:#x} EFER={:#x} IDT={:#x}+{:#x} interrupted event={:#x}",
-            s.ip.value(),
-            s.rsp.value(),
-            s.flags.value(),
-            cs.selector,
-            s.cr0.value(),
-            s.cr2.value(),
-            s.cr3.value(),
-            s.cr4.value(),
-            s.efer.value(),
-            idt.base,
-            idt.limit,
-            s.inj_info.value().0,
+            self.rip,
+            self.rsp,
+            self.rflags,
+            self.cs,
+            self.cr0,
+            self.cr2,
+            self.cr3,
+            self.cr4,
+            self.efer,
+            self.idt_base,
+            self.idt_limit,
+            self.interrupted_event,
         )
     }
 }

@@ -6,7 +6,7 @@ use alloc::collections::BTreeMap;
 use core::fmt;
 
 use halifax_emu::EmuError;
-use vcpu_api::{Access, ExitReason, RawExit, VcpuError};
+use vcpu_api::{Access, CrashSummary, ExitReason, RawExit, VcpuError};
 
 /// The exit-port value of a passing guest.
 pub const PASS_VALUE: u32 = 0x10;
@@ -17,8 +17,8 @@ pub const PASS_VALUE: u32 = 0x10;
 pub enum Outcome {
     /// The guest wrote `value` to port 0xf4.
     GuestExit { value: u32 },
-    /// A vCPU triple-faulted (shutdown).
-    TripleFault { vcpu: usize, rip: u64 },
+    /// A vCPU triple-faulted (shutdown); `state`: its registers at the fault.
+    TripleFault { vcpu: usize, state: CrashSummary },
     /// The VM made more exits than the limit allows.
     ExitFlood { exits: u64, limit: u64 },
     /// A vCPU touched guest-physical memory that is neither RAM nor a device.
@@ -76,9 +76,9 @@ impl fmt::Display for Outcome {
             Outcome::GuestExit { value } => {
                 write!(f, "guest reported failure ({value:#x} on port 0xf4)")
             }
-            Outcome::TripleFault { vcpu, rip } => write!(
+            Outcome::TripleFault { vcpu, state } => write!(
                 f,
-                "vCPU {vcpu} triple-faulted (shutdown) near RIP={rip:#x}; VM stopped"
+                "vCPU {vcpu} triple-faulted (shutdown); VM stopped; its state: {state}"
             ),
             Outcome::ExitFlood { exits, limit } => write!(
                 f,

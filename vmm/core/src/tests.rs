@@ -717,11 +717,17 @@ fn unknown_command_and_bad_vector_are_protocol_errors() {
 #[test]
 fn hostile_guests_end_with_clear_outcomes() {
     let r = run(vec![exit(ExitReason::Shutdown)]);
-    assert!(matches!(
-        r.outcome,
-        Some(Outcome::TripleFault { vcpu: 0, .. })
-    ));
-    assert!(r.outcome.unwrap().to_string().contains("triple-faulted"));
+    match r.outcome {
+        Some(Outcome::TripleFault { vcpu: 0, state }) => {
+            let report = r.outcome.unwrap().to_string();
+            assert!(report.contains("triple-faulted"), "{report}");
+            assert!(
+                report.contains(&alloc::format!("RIP={:#x}", state.rip)) && report.contains("CR3="),
+                "the report shows the vCPU's registers: {report}"
+            );
+        }
+        other => panic!("expected a triple fault of vCPU 0, got {other:?}"),
+    }
 
     let r = run(vec![exit(ExitReason::NestedPageFault(PageFault {
         gpa: 0xe000_0000,

@@ -379,7 +379,7 @@ impl<'a> Vm<'a> {
             ExitReason::Shutdown => {
                 self.stop(Outcome::TripleFault {
                     vcpu: ctx.index,
-                    rip: s.ip.value(),
+                    state: s.crash_summary(),
                 });
                 Next::Stop
             }

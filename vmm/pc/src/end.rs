@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use vcpu_api::{Access, ExitReason, RawExit};
+use vcpu_api::{Access, CrashSummary, ExitReason, RawExit};
 
 /// Why the VM stopped. The first end wins; later ones are ignored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum End {
     DebugExit(u32),
     /// A vCPU triple-faulted; `state` is its registers
     /// ([`vcpu_api::VcpuState::crash_summary`]).
-    TripleFault { vcpu: u32, state: String },
+    TripleFault { vcpu: u32, state: CrashSummary },
     /// The host refused to enter the guest with its state; `requested`: the
     /// guest asked for it (the test device's `INVALID_STATE`).
     InvalidState {
@@ -160,7 +160,20 @@ mod tests {
         assert_eq!(End::AllHalted.exit_status(), 1);
         let msg = End::TripleFault {
             vcpu: 1,
-            state: "RIP=0x10".into(),
+            state: CrashSummary {
+                rip: 0x10,
+                rsp: 0,
+                rflags: 2,
+                cs: 0,
+                cr0: 0,
+                cr2: 0,
+                cr3: 0,
+                cr4: 0,
+                efer: 0,
+                idt_base: 0,
+                idt_limit: 0,
+                interrupted_event: 0,
+            },
         }
         .to_string();
         assert!(msg.contains("vCPU 1") && msg.contains("RIP=0x10"), "{msg}");

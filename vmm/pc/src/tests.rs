@@ -502,12 +502,19 @@ fn triple_faults_floods_and_unknown_exits_end_the_vm_with_a_reason() {
     s.inj_info.load(EventInfo::exception(14, true));
     assert_eq!(vcpu::handle(&f.machine, &mut c, &mut s, true), Next::Stop);
     match f.machine.life.end() {
-        Some(End::TripleFault { vcpu: 0, state }) => assert!(
-            state.contains("RIP=0x1000")
-                && state.contains("CR3=0x9000")
-                && state.contains("interrupted event=0x80000b0e"),
-            "the report shows the registers at the fault: {state}"
-        ),
+        Some(End::TripleFault { vcpu: 0, state }) => {
+            assert_eq!(
+                (state.rip, state.cr3, state.interrupted_event),
+                (0x1000, 0x9000, 0x8000_0b0e)
+            );
+            let report = state.to_string();
+            assert!(
+                report.contains("RIP=0x1000")
+                    && report.contains("CR3=0x9000")
+                    && report.contains("interrupted event=0x80000b0e"),
+                "the report shows the registers at the fault: {report}"
+            );
+        }
         other => panic!("expected a triple fault of vCPU 0, got {other:?}"),
     }
 

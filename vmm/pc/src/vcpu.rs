@@ -270,7 +270,7 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
         ExitReason::Shutdown => {
             m.stop(End::TripleFault {
                 vcpu: ctx.index,
-                state: s.crash_summary().to_string(),
+                state: s.crash_summary(),
             });
             Next::Stop
         }
