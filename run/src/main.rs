@@ -326,6 +326,7 @@ fn start(
                 "run: {}: qemu with {accel} ({why})",
                 label(scenario, variant)
             );
+            let reset_log = serial.is_some().then(|| work.join(qemu::RESET_LOG));
             let run = qemu::QemuRun {
                 accel,
                 cpus: variant.cpus,
@@ -338,6 +339,7 @@ fn start(
                 serial: serial.map_or(qemu::Serial::Terminal, qemu::Serial::File),
                 extra: &scenario.qemu_args,
                 input: input.as_deref(),
+                reset_log: reset_log.as_deref(),
             };
             let child = qemu::start(files, work, &run)?;
             Ok(Started {
@@ -470,6 +472,14 @@ fn boot(
 fn emulator_says(emulator: Emulator, work: &Path) -> (PathBuf, Vec<String>) {
     match emulator {
         Emulator::Qemu => {
+            let resets = work.join(qemu::RESET_LOG);
+            let log = std::fs::read_to_string(&resets).unwrap_or_default();
+            if qemu::triple_faulted(&log) {
+                let line = "a triple fault of the booted kernel (QEMU's CPU reset log records \
+                            one; rerun with qemu_args \"-action\", \"shutdown=pause\" and a \
+                            monitor to see the CPUs' state)";
+                return (resets, vec![line.to_owned()]);
+            }
             let path = work.join("qemu.stderr");
             let lines = watch::tail(&path, 10).unwrap_or_default();
             (path, lines)

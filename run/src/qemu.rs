@@ -44,6 +44,17 @@ pub struct QemuRun<'a> {
     pub extra: &'a [String],
     /// A file whose bytes are typed into the serial port (with a `Serial::File` log).
     pub input: Option<&'a Path>,
+    /// Where QEMU logs CPU resets (`-d cpu_reset`): a triple fault of the
+    /// booted kernel shows there as "Triple fault" (see [`triple_faulted`]).
+    pub reset_log: Option<&'a Path>,
+}
+
+/// The file name of [`QemuRun::reset_log`] in a scenario's work directory.
+pub const RESET_LOG: &str = "qemu-cpu-reset.log";
+
+/// Whether QEMU's CPU reset log (`-d cpu_reset`) records a triple fault.
+pub fn triple_faulted(reset_log: &str) -> bool {
+    reset_log.lines().any(|l| l.trim() == "Triple fault")
 }
 
 /// QEMU's arguments, to run with the boot directory as the current directory.
@@ -100,6 +111,9 @@ pub fn args(run: &QemuRun) -> Vec<OsString> {
         args.extend(["-initrd".into(), initrd.into()]);
     }
     args.extend(["-serial".into(), serial]);
+    if let Some(log) = run.reset_log {
+        args.extend(["-d".into(), "cpu_reset".into(), "-D".into(), log.into()]);
+    }
     args.extend(run.extra.iter().map(OsString::from));
     args
 }
@@ -209,14 +223,22 @@ mod tests {
             serial: Serial::File(Path::new("/w/qemu-4cpu.serial.log")),
             extra: &extra,
             input: None,
+            reset_log: Some(Path::new("/w/qemu-cpu-reset.log")),
         };
         assert_eq!(
             strings(args(&run)).join(" "),
             "-machine q35 -accel tcg -cpu max -smp 4 -m 512 -display none -monitor none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel kernel -append serial verbose \
              -initrd roottask verbose x=1,,2,config -serial file:/w/qemu-4cpu.serial.log \
-             -device intel-iommu"
+             -d cpu_reset -D /w/qemu-cpu-reset.log -device intel-iommu"
         );
+    }
+
+    #[test]
+    fn a_triple_fault_is_found_in_the_reset_log_and_a_power_on_reset_is_not() {
+        let power_on = "CPU Reset (CPU 0)\nRAX=0000000000000000 RBX=0000000000000000\n";
+        assert!(!triple_faulted(power_on));
+        assert!(triple_faulted(&format!("{power_on}Triple fault\n")));
     }
 
     #[test]
@@ -230,6 +252,7 @@ mod tests {
             serial: Serial::Terminal,
             extra: &[],
             input: None,
+            reset_log: None,
         };
         let args = strings(args(&run));
         let joined = args.join(" ");
@@ -249,6 +272,7 @@ mod tests {
             serial: Serial::File(Path::new("s.log")),
             extra: &[],
             input: None,
+            reset_log: None,
         };
         let joined = strings(args(&run)).join(" ");
         assert!(
