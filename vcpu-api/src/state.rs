@@ -468,7 +468,7 @@ impl VcpuState {
 /// [`VcpuState::crash_summary`]: RIP, RSP, RFLAGS, CS, the control
 /// registers, EFER, the IDT and the event the exit interrupted (a copy, so a
 /// VM's end report can keep it after the state is gone).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CrashSummary {
     pub rip: u64,
     pub rsp: u64,

@@ -162,17 +162,7 @@ mod tests {
             vcpu: 1,
             state: CrashSummary {
                 rip: 0x10,
-                rsp: 0,
-                rflags: 2,
-                cs: 0,
-                cr0: 0,
-                cr2: 0,
-                cr3: 0,
-                cr4: 0,
-                efer: 0,
-                idt_base: 0,
-                idt_limit: 0,
-                interrupted_event: 0,
+                ..CrashSummary::default()
             },
         }
         .to_string();
