@@ -108,6 +108,73 @@ pub fn translate<M: Memory + ?Sized>(
     Err(EmuError::Memory(MemoryError::Retry))
 }
 
+/// A read-only walk for crash reports: every paging-structure entry read,
+/// root first, and how the walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkTrace {
+    /// The linear address walked.
+    pub la: u64,
+    /// `(guest-physical address, value)` of each entry read, including the
+    /// one the walk stopped at.
+    pub entries: [(u64, u64); 5],
+    /// How many of `entries` were read.
+    pub count: usize,
+    /// The guest-physical address, or the fault the CPU would raise.
+    pub result: Result<u64, EmuError>,
+}
+
+/// Walks the tables for `la` like [`translate`] but changes nothing (no
+/// accessed or dirty bits): what a VMM prints when a guest dies, to tell a
+/// broken page table from a broken mapping of it.
+pub fn trace<M: Memory + ?Sized>(
+    mem: &mut M,
+    regs: &PagingRegs,
+    la: u64,
+    access: Access,
+) -> WalkTrace {
+    let mut walk = Walk {
+        gpa: 0,
+        visited: [Visited::default(); 5],
+        count: 0,
+        wide: false,
+        needs_update: false,
+    };
+    let result = if regs.paging() {
+        walk_into(mem, regs, la, access, &mut walk).map(|()| walk.gpa)
+    } else {
+        Ok(la)
+    };
+    let mut entries = [(0, 0); 5];
+    for (slot, v) in entries.iter_mut().zip(&walk.visited[..walk.count]) {
+        *slot = (v.gpa, v.value);
+    }
+    WalkTrace {
+        la,
+        entries,
+        count: walk.count,
+        result,
+    }
+}
+
+impl core::fmt::Display for WalkTrace {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:#x}:", self.la)?;
+        for (gpa, value) in &self.entries[..self.count] {
+            write!(f, " [{gpa:#x}]={value:#x}")?;
+        }
+        match &self.result {
+            Ok(gpa) => write!(f, " -> {gpa:#x}"),
+            Err(EmuError::Exception(e)) => write!(
+                f,
+                " -> exception {} (error code {:#x})",
+                e.vector,
+                e.error_code.unwrap_or_default()
+            ),
+            Err(e) => write!(f, " -> {e}"),
+        }
+    }
+}
+
 fn fault(regs: &PagingRegs, la: u64, access: Access, bits: u32) -> EmuError {
     let mut code = bits;
     if access == Access::Write {
@@ -193,10 +260,17 @@ fn walk_into<M: Memory + ?Sized>(
         };
         let gpa = table + ((la >> shift) & index_mask) * entry_size;
         let entry = read_entry(mem, gpa, wide)?;
+        let pae_pdpte = pae && !long && level == 3;
+        visited[count] = Visited {
+            gpa,
+            value: entry,
+            has_accessed_bit: !pae_pdpte,
+        };
+        count += 1;
+        out.count = count;
         if entry & P == 0 {
             return Err(fault(regs, la, access, 0));
         }
-        let pae_pdpte = pae && !long && level == 3;
         let large = !pae_pdpte
             && entry & PS != 0
             && match (pae, level) {
@@ -224,12 +298,6 @@ fn walk_into<M: Memory + ?Sized>(
         if entry & rsvd != 0 {
             return Err(fault(regs, la, access, pf::PRESENT | pf::RSVD));
         }
-        visited[count] = Visited {
-            gpa,
-            value: entry,
-            has_accessed_bit: !pae_pdpte,
-        };
-        count += 1;
         if !pae_pdpte {
             writable &= entry & RW != 0;
             user &= entry & US != 0;
@@ -258,7 +326,6 @@ fn walk_into<M: Memory + ?Sized>(
         .any(|v| v.has_accessed_bit && v.value & A == 0)
         || (access == Access::Write && leaf & D == 0);
     out.gpa = frame | (la & bits(0, offset_bits));
-    out.count = count;
     out.wide = wide;
     out.needs_update = needs_update;
     Ok(())

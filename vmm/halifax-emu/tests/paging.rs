@@ -6,7 +6,7 @@ mod common;
 use common::{PageTables, PagingMode, TestMem};
 use halifax_emu::cpu::{ctrl, rflags};
 use halifax_emu::error::pf;
-use halifax_emu::paging::{translate, Access, PagingRegs};
+use halifax_emu::paging::{trace, translate, Access, PagingRegs};
 use halifax_emu::{EmuError, Exception};
 
 const MODES: [PagingMode; 4] = [
@@ -381,4 +381,57 @@ fn paging_disabled_is_identity() {
         translate(&mut mem, &r, 0x1234_5678, Access::Write).unwrap(),
         0x1234_5678
     );
+}
+
+#[test]
+fn trace_lists_every_entry_read_and_changes_nothing() {
+    for mode in MODES {
+        // A complete walk: one entry per level, root first, and the address.
+        let (mut mem, pt, entries) = setup(mode, &all);
+        let r = regs(mode, &pt);
+        let t = trace(&mut mem, &r, va(mode), Access::Write);
+        assert_eq!(t.result, Ok(PA | (va(mode) & 0xfff)), "{mode:?}");
+        assert_eq!(t.count, mode.levels() as usize, "{mode:?}");
+        for (i, level) in (1..=mode.levels()).rev().enumerate() {
+            let addr = entries[level as usize];
+            assert_eq!(
+                t.entries[i],
+                (addr, pt.read_entry(&mut mem, addr)),
+                "{mode:?}"
+            );
+        }
+        for level in permission_levels(mode) {
+            let e = pt.read_entry(&mut mem, entries[level as usize]);
+            assert_eq!(e & (A | D), 0, "{mode:?} level {level} left untouched");
+        }
+        let shown = t.to_string();
+        assert!(
+            shown.ends_with(&format!(" -> {:#x}", PA | (va(mode) & 0xfff))),
+            "{shown}"
+        );
+
+        // A walk that stops: the not-present entry is the last one listed.
+        for level in 1..=mode.levels() {
+            let (mut mem, pt, entries) = setup(mode, &all);
+            let addr = entries[level as usize];
+            let e = pt.read_entry(&mut mem, addr);
+            pt.write_entry(&mut mem, addr, e & !P);
+            let t = trace(&mut mem, &regs(mode, &pt), va(mode), Access::Read);
+            assert_eq!(pf_code(t.result), Some(0), "{mode:?} level {level}");
+            assert_eq!(
+                t.count,
+                (mode.levels() - level + 1) as usize,
+                "{mode:?} level {level}"
+            );
+            assert_eq!(
+                t.entries[t.count - 1],
+                (addr, e & !P),
+                "{mode:?} level {level}"
+            );
+            assert!(
+                t.to_string().ends_with(" -> exception 14 (error code 0x0)"),
+                "{t}"
+            );
+        }
+    }
 }

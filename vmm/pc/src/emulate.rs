@@ -6,7 +6,9 @@
 //! a test-device command does is the exit loop's). The emulator's view of
 //! the vCPU's registers is vmm-core's [`vmm_core::StateCpu`].
 
+use halifax_emu::paging::{trace, Access, PagingRegs, WalkTrace};
 use halifax_emu::{Memory, MemoryError};
+use vcpu_api::VcpuState;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_core::devices::PortEffect;
 
@@ -74,4 +76,62 @@ impl Memory for MachineMemory<'_> {
         }
         Ok(())
     }
+}
+
+/// Guest RAM only, read-only: what a crash report may look at without
+/// touching a device or changing the dead guest.
+struct RamReader<'a>(&'a Machine);
+
+impl Memory for RamReader<'_> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.0
+            .ram
+            .read_slice(buf, GuestAddress(gpa))
+            .map_err(|_| MemoryError::Unmapped { gpa })
+    }
+
+    fn write(&mut self, gpa: u64, _data: &[u8]) -> Result<(), MemoryError> {
+        Err(MemoryError::Unmapped { gpa })
+    }
+
+    fn compare_and_write(
+        &mut self,
+        gpa: u64,
+        _expected: &[u8],
+        _new: &[u8],
+    ) -> Result<bool, MemoryError> {
+        Err(MemoryError::Unmapped { gpa })
+    }
+
+    fn io_read(&mut self, _port: u16, buf: &mut [u8]) -> Result<(), MemoryError> {
+        buf.fill(0xff);
+        Ok(())
+    }
+
+    fn io_write(&mut self, _port: u16, _data: &[u8]) -> Result<(), MemoryError> {
+        Ok(())
+    }
+}
+
+/// The page walks of a vCPU that triple-faulted, read from the VMM's own
+/// mapping of guest RAM: its code (RIP) and the gate of the double fault
+/// (IDT entry 8). A walk that succeeds here although the CPU faulted points
+/// at the mapping of guest memory (nested paging) rather than at the
+/// guest's page tables.
+pub fn crash_walks(machine: &Machine, s: &VcpuState) -> [WalkTrace; 2] {
+    let regs = PagingRegs {
+        cr0: s.cr0.value(),
+        cr3: s.cr3.value(),
+        cr4: s.cr4.value(),
+        efer: s.efer.value(),
+        rflags: s.flags.value(),
+        cpl: ((s.ss.value().attributes >> 5) & 3) as u8,
+        phys_bits: machine.emulator.phys_bits,
+    };
+    let mut ram = RamReader(machine);
+    let double_fault_gate = s.idtr.value().base.wrapping_add(8 * 16);
+    [
+        trace(&mut ram, &regs, s.ip.value(), Access::Execute),
+        trace(&mut ram, &regs, double_fault_gate, Access::Read),
+    ]
 }

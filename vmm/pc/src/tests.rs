@@ -494,6 +494,40 @@ fn cpuid_exits_answer_from_the_platform_table() {
 }
 
 #[test]
+fn a_triple_fault_report_walks_the_code_and_double_fault_gate_in_guest_ram() {
+    let f = fixture(1, MULTIBOOT, None);
+    let mut s = stopped_at(ExitReason::Shutdown, 0);
+    // 4-level tables at 0x20000: linear 0x1000 (RIP) maps to 0x5000; the IDT
+    // at 0x40_0000 lies in a 2 MiB region whose directory entry is absent.
+    let ram = &f.machine.ram;
+    for (gpa, entry) in [
+        (0x20000u64, 0x21003u64),
+        (0x21000, 0x22003),
+        (0x22000, 0x23003),
+        (0x23008, 0x5003),
+    ] {
+        ram.write_obj(entry, GuestAddress(gpa)).unwrap();
+    }
+    s.cr3.load(0x20000);
+    s.idtr.load(vcpu_api::TableRegister {
+        limit: 0xfff,
+        base: 0x40_0000,
+    });
+    let [code, gate] = crate::emulate::crash_walks(&f.machine, &s);
+    assert_eq!(code.result, Ok(0x5000));
+    assert_eq!(
+        code.to_string(),
+        "0x1000: [0x20000]=0x21003 [0x21000]=0x22003 [0x22000]=0x23003 [0x23008]=0x5003 -> 0x5000"
+    );
+    assert_eq!(
+        gate.to_string(),
+        "0x400080: [0x20000]=0x21003 [0x21000]=0x22003 [0x22010]=0x0 -> exception 14 (error code 0x0)"
+    );
+    // Reading changed nothing: no accessed bits were set.
+    assert_eq!(ram.read_obj::<u64>(GuestAddress(0x20000)).unwrap(), 0x21003);
+}
+
+#[test]
 fn triple_faults_floods_and_unknown_exits_end_the_vm_with_a_reason() {
     let f = fixture(1, MULTIBOOT, None);
     let mut c = ctx(&f, 0);

@@ -268,6 +268,11 @@ pub(crate) fn handle(m: &Machine, ctx: &mut Ctx, s: &mut VcpuState, fresh: bool)
             Next::Resume
         }
         ExitReason::Shutdown => {
+            let [code, gate] = crate::emulate::crash_walks(m, s);
+            eprintln!(
+                "tern-vmm: vCPU {} triple-faulted; its page walks in guest RAM: code {code}; double-fault gate {gate}",
+                ctx.index
+            );
             m.stop(End::TripleFault {
                 vcpu: ctx.index,
                 state: s.crash_summary(),
