@@ -65,6 +65,7 @@ struct Visited {
 }
 
 /// Result of a successful walk before A/D updates.
+#[derive(Default)]
 struct Walk {
     gpa: u64,
     visited: [Visited; 5],
@@ -92,13 +93,7 @@ pub fn translate<M: Memory + ?Sized>(
     if !regs.paging() {
         return Ok(la);
     }
-    let mut walk = Walk {
-        gpa: 0,
-        visited: [Visited::default(); 5],
-        count: 0,
-        wide: false,
-        needs_update: false,
-    };
+    let mut walk = Walk::default();
     for _ in 0..MAX_AD_RETRIES {
         walk_into(mem, regs, la, access, &mut walk)?;
         if !walk.needs_update || update_accessed_dirty(mem, &walk, access)? {
@@ -132,13 +127,7 @@ pub fn trace<M: Memory + ?Sized>(
     la: u64,
     access: Access,
 ) -> WalkTrace {
-    let mut walk = Walk {
-        gpa: 0,
-        visited: [Visited::default(); 5],
-        count: 0,
-        wide: false,
-        needs_update: false,
-    };
+    let mut walk = Walk::default();
     let result = if regs.paging() {
         walk_into(mem, regs, la, access, &mut walk).map(|()| walk.gpa)
     } else {
