@@ -57,22 +57,6 @@ pub fn triple_faulted(reset_log: &str) -> bool {
     reset_log.lines().any(|l| l.trim() == "Triple fault")
 }
 
-/// `-accel`'s value. TCG runs several CPUs in one host thread (`thread=single`):
-/// multi-threaded TCG corrupts CPU 0 under nested paging. Every FXRSTOR, XRSTOR,
-/// FRSTOR or FLDENV, on any CPU, clears IGNNE in *CPU 0's* `hflags2` with a plain
-/// read-modify-write from the executing CPU's thread (`cpu_clear_ignne`, QEMU 7.2 to
-/// at least 10.0). When CPU 0 enters or leaves a guest at that moment, the stale
-/// write-back undoes its own update of the same word: a guest then runs without
-/// nested paging, or the host with it, and a page walk of intact tables fails into
-/// a triple fault (issue 6 has the traces). One thread serialises the CPUs; it
-/// costs 1.7x in wall time for the 2-CPU `linux` scenario.
-fn accel_arg(accel: Accel, cpus: u32) -> String {
-    match accel {
-        Accel::Tcg if cpus > 1 => "tcg,thread=single".to_owned(),
-        other => other.to_string(),
-    }
-}
-
 /// QEMU's arguments, to run with the boot directory as the current directory.
 pub fn args(run: &QemuRun) -> Vec<OsString> {
     let cpu = match run.accel {
@@ -101,7 +85,7 @@ pub fn args(run: &QemuRun) -> Vec<OsString> {
         "-machine",
         "q35",
         "-accel",
-        &accel_arg(run.accel, run.cpus),
+        &run.accel.to_string(),
         "-cpu",
         cpu,
         "-smp",
@@ -243,7 +227,7 @@ mod tests {
         };
         assert_eq!(
             strings(args(&run)).join(" "),
-            "-machine q35 -accel tcg,thread=single -cpu max -smp 4 -m 512 -display none -monitor none -no-reboot \
+            "-machine q35 -accel tcg -cpu max -smp 4 -m 512 -display none -monitor none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=4 -kernel kernel -append serial verbose \
              -initrd roottask verbose x=1,,2,config -serial file:/w/qemu-4cpu.serial.log \
              -d cpu_reset -D /w/qemu-cpu-reset.log -device intel-iommu"
@@ -295,15 +279,6 @@ mod tests {
             joined.contains("-kernel kernel -append console=ttyS0 panic=-1 -initrd initrd -serial"),
             "{joined}"
         );
-        assert!(joined.contains("-accel tcg -cpu max"), "{joined}");
-    }
-
-    #[test]
-    fn tcg_runs_several_cpus_in_one_thread_and_kvm_is_left_alone() {
-        assert_eq!(accel_arg(Accel::Tcg, 1), "tcg");
-        assert_eq!(accel_arg(Accel::Tcg, 2), "tcg,thread=single");
-        assert_eq!(accel_arg(Accel::Kvm, 1), "kvm");
-        assert_eq!(accel_arg(Accel::Kvm, 4), "kvm");
     }
 
     #[test]
