@@ -26,6 +26,7 @@ const TSC_OFFSET: u64 = 0x050;
 const ASID: u64 = 0x058;
 const TLB_CONTROL: u64 = 0x05c;
 const INT_CTL: u64 = 0x060;
+const INT_VECTOR: u64 = 0x064;
 const INT_SHADOW: u64 = 0x068;
 const EXITCODE: u64 = 0x070;
 const EXITINFO1: u64 = 0x078;
@@ -102,6 +103,16 @@ const I1_DEFAULT: u32 = I_INTR
     | I_TASK_SWITCH
     | I_FERR_FREEZE
     | I_SHUTDOWN;
+
+// INT_CTL bits: the virtual interrupt (V_IRQ) with its priority, ignoring the guest's TPR
+const V_IRQ: u32 = 1 << 8;
+const V_INTR_PRIO_MAX: u32 = 0xf << 16;
+const V_IGN_TPR: u32 = 1 << 20;
+const V_INTR_MASKING: u32 = 1 << 24;
+
+// EVENTINJ: valid bit and event type (0: external interrupt)
+const EVENT_VALID: u64 = 1 << 31;
+const EVENT_TYPE: u64 = 7 << 8;
 
 /// Exit codes the kernel handles itself (a host interrupt arrived).
 const EXIT_INTR: u64 = 0x60;
@@ -267,7 +278,7 @@ impl Vmcb {
         w64(v, MSRPM_BASE, shared.msrpm);
         w32(v, ASID, asid);
         // V_INTR_MASKING: the guest's IF masks only virtual interrupts
-        w64(v, INT_CTL, 1 << 24);
+        w64(v, INT_CTL, V_INTR_MASKING as u64);
         w64(v, NP_ENABLE, 1);
         w64(v, N_CR3, ncr3);
         w64(v, DR6, 0xffff_0ff0);
@@ -363,11 +374,11 @@ impl Vmcb {
         if charged & field::CONTROLS != 0 {
             let c = s.controls;
             let mut m1 = I1_DEFAULT;
-            let mut int_ctl = 1 << 24;
+            let mut int_ctl = V_INTR_MASKING;
             if c & control::INTR_WINDOW != 0 {
                 // a virtual interrupt that ignores the TPR: its delivery exits (VINTR)
                 m1 |= I_VINTR;
-                int_ctl |= (1 << 8) | (1 << 20) | (0xf << 16);
+                int_ctl |= V_IRQ | V_IGN_TPR | V_INTR_PRIO_MAX;
             }
             if c & control::NMI_WINDOW != 0 {
                 m1 |= I_IRET;
@@ -379,7 +390,7 @@ impl Vmcb {
                 m1 |= I_PAUSE;
             }
             w32(v, INTERCEPT_MISC1, m1);
-            w64(v, INT_CTL, int_ctl);
+            w64(v, INT_CTL, int_ctl as u64);
             // CR0, CR3, CR4 writes (the write intercepts are bits 16..31)
             let cr = if c & control::CR_EXITS != 0 {
                 (1 | 1 << 3 | 1 << 4) << 16
@@ -514,12 +525,51 @@ impl Vmcb {
     pub fn run(&self, cpu: &CpuArea, flush: bool) {
         let v = page(self.pa);
         w32(v, TLB_CONTROL, if flush { 1 } else { 0 });
+        let as_virq = interrupt_to_virq(v);
         w32(v, CLEAN, 0);
         // SAFETY: the VMCB is a valid, page-aligned VMCB owned by this vCPU, whose
         // intercepts keep every host resource (interrupts, I/O, MSRs, shutdown) with
         // the kernel; `gprs` is a page holding 16 registers; the host save areas were
         // set up by `init_cpu` on this CPU. The assembly restores all host state.
         unsafe { svm_enter(self.pa, phys::to_virt(self.gprs), cpu.host_vmsave) };
+        let v = page(self.pa);
+        if let Some(event) = as_virq {
+            untaken_virq_to_interrupt(v, event);
+        }
+    }
+}
+
+/// Moves an external interrupt the VMM injects (EVENTINJ type 0) into the virtual
+/// interrupt (V_IRQ, TPR ignored) and returns the event; `None` leaves EVENTINJ as
+/// it is (no event, another type, or an interrupt-window request that needs V_IRQ).
+///
+/// The VMM injects only when the guest can take an interrupt, so the CPU delivers
+/// V_IRQ at once, as it would EVENTINJ. The reason is QEMU's TCG: for EVENTINJ it
+/// leaves the vector in `exception_index`, and a kick of that CPU before its next
+/// exception delivers the interrupt a second time, ignoring IF (issue 6); V_IRQ goes
+/// through its ordinary interrupt path.
+fn interrupt_to_virq(v: &mut Page) -> Option<u64> {
+    let event = r64(v, EVENTINJ);
+    let window = r32(v, INTERCEPT_MISC1) & I_VINTR != 0;
+    if event & EVENT_VALID == 0 || event & EVENT_TYPE != 0 || window {
+        return None;
+    }
+    w64(v, EVENTINJ, 0);
+    let int_ctl = r32(v, INT_CTL);
+    w32(v, INT_CTL, int_ctl | V_IRQ | V_IGN_TPR | V_INTR_PRIO_MAX);
+    w32(v, INT_VECTOR, event as u8 as u32);
+    Some(event)
+}
+
+/// After the exit: a V_IRQ the guest has not taken goes back to EVENTINJ, where the
+/// VMM sees it as an injection still pending. A taken one whose delivery an exit
+/// interrupted is in EXITINTINFO, as an injected event would be.
+fn untaken_virq_to_interrupt(v: &mut Page, event: u64) {
+    let int_ctl = r32(v, INT_CTL);
+    w32(v, INT_CTL, int_ctl & !(V_IRQ | V_IGN_TPR | V_INTR_PRIO_MAX));
+    w32(v, INT_VECTOR, 0);
+    if int_ctl & V_IRQ != 0 {
+        w64(v, EVENTINJ, event);
     }
 }
 
