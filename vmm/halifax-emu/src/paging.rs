@@ -10,7 +10,7 @@
 //! when the whole translation succeeds. PAE PDPTEs are read from memory at
 //! CR3 on every walk rather than from the CPU's PDPTE registers.
 
-use crate::cpu::{ctrl, rflags};
+use crate::cpu::{ctrl, rflags, Cpu};
 use crate::error::{pf, EmuError, Exception};
 use crate::memory::{Memory, MemoryError};
 
@@ -76,6 +76,20 @@ struct Walk {
 }
 
 impl PagingRegs {
+    /// The translation registers of `cpu` as they are now, for a guest whose
+    /// MAXPHYADDR is `phys_bits`.
+    pub fn of_cpu<C: Cpu + ?Sized>(cpu: &mut C, phys_bits: u8) -> Self {
+        PagingRegs {
+            cr0: cpu.cr0(),
+            cr3: cpu.cr3(),
+            cr4: cpu.cr4(),
+            efer: cpu.efer(),
+            rflags: cpu.rflags(),
+            cpl: cpu.cpl(),
+            phys_bits,
+        }
+    }
+
     fn paging(&self) -> bool {
         self.cr0 & ctrl::CR0_PG != 0
     }

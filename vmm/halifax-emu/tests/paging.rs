@@ -435,3 +435,31 @@ fn trace_lists_every_entry_read_and_changes_nothing() {
         }
     }
 }
+
+#[test]
+fn registers_of_a_cpu_take_the_privilege_level_from_its_mode() {
+    use halifax_emu::cpu::{CpuState, SegReg};
+    const SS: usize = SegReg::Ss as usize;
+    let dpl3 = |mut s: CpuState| {
+        s.segs[SS].attributes |= 3 << 5;
+        s
+    };
+    let mut user = dpl3(CpuState::long_mode(0x5000));
+    user.rflags |= rflags::AC;
+    // real mode is CPL 0 and virtual-8086 mode CPL 3, whatever SS's DPL says
+    let mut real = dpl3(CpuState::real_mode());
+    let mut v86 = CpuState::protected_mode();
+    v86.rflags |= rflags::VM;
+    for (state, cpl) in [(&mut user, 3), (&mut real, 0), (&mut v86, 3)] {
+        let expected = PagingRegs {
+            cr0: state.cr0,
+            cr3: state.cr3,
+            cr4: state.cr4,
+            efer: state.efer,
+            rflags: state.rflags,
+            cpl,
+            phys_bits: 39,
+        };
+        assert_eq!(PagingRegs::of_cpu(state, 39), expected);
+    }
+}

@@ -11,6 +11,7 @@ use halifax_emu::{Memory, MemoryError};
 use vcpu_api::VcpuState;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_core::devices::PortEffect;
+use vmm_core::StateCpu;
 
 use crate::machine::Machine;
 
@@ -118,16 +119,8 @@ impl Memory for RamReader<'_> {
 /// (IDT entry 8). A walk that succeeds here although the CPU faulted points
 /// at the mapping of guest memory (nested paging) rather than at the
 /// guest's page tables.
-pub fn crash_walks(machine: &Machine, s: &VcpuState) -> [WalkTrace; 2] {
-    let regs = PagingRegs {
-        cr0: s.cr0.value(),
-        cr3: s.cr3.value(),
-        cr4: s.cr4.value(),
-        efer: s.efer.value(),
-        rflags: s.flags.value(),
-        cpl: ((s.ss.value().attributes >> 5) & 3) as u8,
-        phys_bits: machine.emulator.phys_bits,
-    };
+pub fn crash_walks(machine: &Machine, s: &mut VcpuState) -> [WalkTrace; 2] {
+    let regs = PagingRegs::of_cpu(&mut StateCpu(s), machine.emulator.phys_bits);
     let mut ram = RamReader(machine);
     let double_fault_gate = s.idtr.value().base.wrapping_add(8 * 16);
     [

@@ -513,7 +513,7 @@ fn a_triple_fault_report_walks_the_code_and_double_fault_gate_in_guest_ram() {
         limit: 0xfff,
         base: 0x40_0000,
     });
-    let [code, gate] = crate::emulate::crash_walks(&f.machine, &s);
+    let [code, gate] = crate::emulate::crash_walks(&f.machine, &mut s);
     assert_eq!(code.result, Ok(0x5000));
     assert_eq!(
         code.to_string(),

@@ -87,21 +87,8 @@ impl Emulator {
         bytes: Option<&[u8]>,
     ) -> Result<StepOutcome, EmuError> {
         let mode = cpu.mode();
-        let cpl = match mode {
-            Mode::Real => 0,
-            Mode::Virtual8086 => 3,
-            _ => cpu.segment(SegReg::Ss).dpl(),
-        };
-        let flags = cpu.rflags();
-        let paging = PagingRegs {
-            cr0: cpu.cr0(),
-            cr3: cpu.cr3(),
-            cr4: cpu.cr4(),
-            efer: cpu.efer(),
-            rflags: flags,
-            cpl,
-            phys_bits: self.phys_bits,
-        };
+        let paging = PagingRegs::of_cpu(cpu, self.phys_bits);
+        let flags = paging.rflags;
         let mut ctx = Ctx {
             cpu,
             mem,
