@@ -1,5 +1,6 @@
-# linux-shell (the main job): tern-vmm as a Linux component on both CPUs; the console's
-# input goes to its standard input, which the VM's COM1 reads
+# linux-shell (the main job): tern-vmm as a Linux component on CPUs 1 and 2 (CPU 0 runs no
+# guest: run/scenarios/README.md, "CPU 0 and QEMU TCG"); the console's input goes to its
+# standard input, which the VM's COM1 reads
 terminal = "vmm"
 
 [[component]]
@@ -7,7 +8,7 @@ name = "vmm"
 kind = "linux"
 binary = "tern-vmm"
 memory = "1400M"
-cpus = [0, 1]
+cpus = [1, 2]
 args = ["/vm/vm.toml"]
 vfs = [
     "/vm/vm.toml = rom vm.toml",
